@@ -1,0 +1,165 @@
+"""Central finite differences of a scalar objective ``L(values)``, with kink-safe confirmation.
+
+Estimates are confirmed before they may fail anything: a mismatching entry or direction is
+re-estimated at other steps (a smaller step steps off a kink, a larger one out of round-off), and
+passes if any estimate agrees. A real bug is wrong at every step; noise and kinks are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from checker.compare import Tolerance, mismatch_mask
+
+__all__ = [
+    "CONFIRM_FACTORS",
+    "DirectionalResult",
+    "Objective",
+    "confirm_entries",
+    "directional_check",
+    "elementwise_gradient",
+    "step_size",
+]
+
+Objective = Callable[[Mapping[str, np.ndarray]], float]
+#: Step multipliers tried, in order, before an entry is reported wrong.
+CONFIRM_FACTORS = (0.01, 10.0, 0.0001)
+
+
+def step_size(x: np.ndarray) -> float:
+    """A central-difference step for ``x``: 1e-6 scaled by the input's magnitude (float64)."""
+    scale = float(np.max(np.abs(x))) if x.size else 1.0
+    return 1e-6 * max(1.0, scale)
+
+
+def _shifted(values: Mapping[str, np.ndarray], name: str, delta: np.ndarray) -> dict[str, np.ndarray]:
+    moved = dict(values)
+    moved[name] = values[name] + delta
+    return moved
+
+
+def elementwise_gradient(
+    objective: Objective,
+    values: Mapping[str, np.ndarray],
+    name: str,
+    h: float,
+    indices: np.ndarray | None = None,
+) -> np.ndarray:
+    """dL/d values[name] by central differences, at flat ``indices`` (all when None).
+
+    Returns an array of ``values[name]``'s shape (entries outside ``indices`` are NaN). Cost: two
+    calls of ``objective`` per entry.
+    """
+    x = np.asarray(values[name], dtype=np.float64)
+    grad = np.full(x.size, np.nan)
+    flat_indices = np.arange(x.size) if indices is None else np.asarray(indices)
+    for i in flat_indices:
+        delta = np.zeros(x.size)
+        delta[i] = h
+        delta = delta.reshape(x.shape)
+        grad[i] = (
+            float(objective(_shifted(values, name, delta))) - float(objective(_shifted(values, name, -delta)))
+        ) / (2 * h)
+    return grad.reshape(x.shape)
+
+
+def confirm_entries(
+    objective: Objective,
+    values: Mapping[str, np.ndarray],
+    name: str,
+    actual: np.ndarray,
+    estimate: np.ndarray,
+    h: float,
+    tol: Tolerance,
+    indices: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-estimate the mismatching entries at other steps; return (best estimate, still-mismatching mask).
+
+    ``indices`` limits the comparison to sampled flat entries (others are ignored).
+    """
+    best = estimate.copy()
+    considered = np.zeros(actual.size, dtype=bool)
+    considered[np.arange(actual.size) if indices is None else np.asarray(indices)] = True
+    considered = considered.reshape(actual.shape)
+    filled = np.where(considered, best, actual)
+    wrong = mismatch_mask(actual, filled, tol) & considered
+    for factor in CONFIRM_FACTORS:
+        if not wrong.any():
+            break
+        flat_wrong = np.flatnonzero(wrong)
+        retry = elementwise_gradient(objective, values, name, h * factor, flat_wrong)
+        candidate = np.where(wrong, retry, filled)
+        now_ok = ~mismatch_mask(actual, candidate, tol) & wrong
+        best = np.where(now_ok, retry, best)
+        filled = np.where(now_ok, retry, filled)
+        wrong &= ~now_ok
+    return best, wrong
+
+
+@dataclass(frozen=True)
+class DirectionalResult:
+    """``<g, v>`` from the user's gradient against ``(L(x+hv) - L(x-hv)) / 2h``, for one or more directions."""
+
+    passed: bool
+    predicted: float
+    measured: float
+    abs_err: float
+    directions: int
+
+
+def _directional_derivative(
+    objective: Objective, values: Mapping[str, np.ndarray], name: str, v: np.ndarray, h: float
+) -> float:
+    return (
+        float(objective(_shifted(values, name, h * v))) - float(objective(_shifted(values, name, -h * v)))
+    ) / (2 * h)
+
+
+def directional_check(
+    objective: Objective,
+    values: Mapping[str, np.ndarray],
+    name: str,
+    actual: np.ndarray,
+    rng: np.random.Generator,
+    tol: Tolerance,
+    directions: int = 1,
+) -> DirectionalResult:
+    """Compare ``<actual, v>`` with the finite-difference derivative along random unit ``v``.
+
+    Cost: two objective calls per direction, whatever the size. A disagreement is re-measured at
+    other steps and along a fresh direction; it fails only if it fails everywhere.
+    The bound is ``tol`` applied with the scale ``||actual||`` (the largest ``<actual, v>`` can be).
+    """
+    x = np.asarray(values[name], dtype=np.float64)
+    g = np.asarray(actual, dtype=np.float64)
+    h = step_size(x)
+    scale = max(1.0, float(np.linalg.norm(g)))
+    worst = DirectionalResult(True, 0.0, 0.0, 0.0, 0)
+    for k in range(directions):
+        v = rng.standard_normal(x.shape)
+        v /= max(np.linalg.norm(v), 1e-300)
+        predicted = float(np.sum(g * v))
+        bound_of = lambda measured: tol.atol * scale + tol.rtol * abs(measured)  # noqa: E731
+        measured = _directional_derivative(objective, values, name, v, h)
+        if abs(predicted - measured) <= bound_of(measured):
+            continue
+        confirmed = True
+        for factor in CONFIRM_FACTORS:
+            retry = _directional_derivative(objective, values, name, v, h * factor)
+            if abs(predicted - retry) <= bound_of(retry):
+                confirmed = False
+                break
+        if confirmed:
+            # One more direction: a kink crossed along v is unlikely to be crossed along w too.
+            w = rng.standard_normal(x.shape)
+            w /= max(np.linalg.norm(w), 1e-300)
+            predicted_w = float(np.sum(g * w))
+            measured_w = _directional_derivative(objective, values, name, w, h * CONFIRM_FACTORS[0])
+            if abs(predicted_w - measured_w) <= bound_of(measured_w):
+                confirmed = False
+        if confirmed:
+            return DirectionalResult(False, predicted, measured, abs(predicted - measured), k + 1)
+    return DirectionalResult(True, worst.predicted, worst.measured, worst.abs_err, directions)

@@ -1,0 +1,149 @@
+"""Exact autograd of the user's *own* numpy forward, run under ``torch._numpy``.
+
+``torch._numpy`` is the numpy-compatible layer ``torch.compile`` uses to trace numpy code. While
+the forward runs, every user module's ``np`` (any global bound to the numpy module) is rebound to
+it, and the inputs are torch-backed arrays that require grad; autograd then gives the exact
+vector-Jacobian product. It is a private torch module: every use is guarded, the traced forward's
+value must equal the numpy one before its gradients are trusted, and anything unsupported is a
+``skip`` with the reason (finite differences still judge).
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from checker.calls import UserError, describe_exception
+
+__all__ = ["AutogradResult", "autograd_gradients", "available", "user_modules"]
+
+_LOCK = threading.Lock()
+_LIBRARY_ROOTS = tuple(
+    str(Path(p).resolve())
+    for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
+
+
+@dataclass(frozen=True)
+class AutogradResult:
+    """Gradients by name, or the reason the oracle could not run (``skipped``)."""
+
+    gradients: dict[str, np.ndarray]
+    value: float = float("nan")
+    skipped: str = ""
+
+
+def available() -> bool:
+    """True when this torch has ``torch._numpy``."""
+    try:
+        import torch._numpy  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+_IS_USER: dict[tuple[str, str], bool] = {}
+
+
+def _is_user_module(name: str, path: str) -> bool:
+    key = (name, path)
+    if key not in _IS_USER:
+        resolved = str(Path(path).resolve())
+        library = resolved.startswith(_LIBRARY_ROOTS) or "site-packages" in resolved
+        _IS_USER[key] = not library and name != "checker" and not name.startswith("checker.")
+    return _IS_USER[key]
+
+
+def user_modules() -> list[ModuleType]:
+    """Loaded modules that are neither the standard library, installed packages, nor the harness."""
+    found = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None) if module is not None else None
+        if path and _is_user_module(name, path):
+            found.append(module)
+    return found
+
+
+@contextmanager
+def numpy_rebound(replacement: ModuleType, modules: Sequence[ModuleType]) -> Iterator[None]:
+    """Bind every global that is the numpy module, in ``modules``, to ``replacement`` for the duration."""
+    swapped: list[tuple[dict[str, Any], str]] = []
+    with _LOCK:
+        try:
+            for module in modules:
+                namespace = module.__dict__
+                for key, value in list(namespace.items()):
+                    if value is np:
+                        namespace[key] = replacement
+                        swapped.append((namespace, key))
+            yield
+        finally:
+            for namespace, key in swapped:
+                namespace[key] = np
+
+
+def autograd_gradients(
+    objective: Callable[[Mapping[str, Any]], Any],
+    values: Mapping[str, np.ndarray],
+    differentiable: Sequence[str],
+    expected_value: float,
+) -> AutogradResult:
+    """Run ``objective`` (the user's forward, reduced to the scalar L) under torch._numpy and differentiate.
+
+    ``expected_value`` is L computed by plain numpy: the traced value must agree with it.
+    """
+    try:
+        import torch
+        import torch._numpy as tnp
+    except Exception as err:  # pragma: no cover - depends on the torch build
+        return AutogradResult({}, skipped=f"torch._numpy unavailable ({describe_exception(err)})")
+    leaves: dict[str, Any] = {}
+    traced: dict[str, Any] = {}
+    for name, value in values.items():
+        array = np.asarray(value)
+        if name in differentiable and array.dtype.kind == "f":
+            leaf = torch.tensor(array, dtype=torch.float64, requires_grad=True)
+            leaves[name] = leaf
+            traced[name] = tnp.asarray(leaf)
+        else:
+            traced[name] = tnp.asarray(torch.as_tensor(array))
+    try:
+        with numpy_rebound(tnp, user_modules()):
+            total = objective(traced)
+    except UserError as err:
+        return AutogradResult({}, skipped=f"the forward does not run under torch._numpy ({err.message})")
+    except Exception as err:
+        return AutogradResult(
+            {}, skipped=f"the forward does not run under torch._numpy ({describe_exception(err)})"
+        )
+    tensor = getattr(total, "tensor", total)
+    if not isinstance(tensor, torch.Tensor) or not tensor.requires_grad:
+        return AutogradResult(
+            {},
+            skipped="the forward's result was not traced (it left torch._numpy, e.g. through a Python float)",
+        )
+    value = float(tensor.detach())
+    if not np.isclose(value, expected_value, rtol=1e-9, atol=1e-12 * max(1.0, abs(expected_value))):
+        return AutogradResult(
+            {},
+            value,
+            skipped=f"under torch._numpy the forward gives L={value:.12g}, numpy gives {expected_value:.12g}",
+        )
+    try:
+        grads = torch.autograd.grad(tensor, list(leaves.values()), allow_unused=True)
+    except Exception as err:
+        return AutogradResult({}, value, skipped=f"autograd failed ({describe_exception(err)})")
+    gradients = {
+        name: np.zeros(tuple(leaf.shape)) if g is None else g.detach().numpy().astype(np.float64)
+        for (name, leaf), g in zip(leaves.items(), grads, strict=True)
+    }
+    return AutogradResult(gradients, value)

@@ -1,0 +1,73 @@
+"""Exact gradients from torch autograd of a torch reference (``torch_forward=``).
+
+The user's code stays numpy; torch runs only the reference. Labels arrive as int64 tensors, the
+other inputs as float64 tensors; for a model, the parameters arrive as a dict of tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from checker.calls import describe_exception
+from checker.registry import Target
+
+__all__ = ["ReferenceResult", "reference_gradients"]
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    """The reference's outputs (a tuple; the loss for losses) and gradients by input name, or the error."""
+
+    outputs: tuple[np.ndarray, ...]
+    gradients: dict[str, np.ndarray]
+    error: str = ""
+
+
+def reference_gradients(
+    target: Target,
+    values: Mapping[str, np.ndarray],
+    hyper: Mapping[str, Any],
+    douts: Sequence[np.ndarray],
+    differentiable: Sequence[str],
+    params: Mapping[str, np.ndarray] | None = None,
+) -> ReferenceResult:
+    """Run ``target.torch_forward`` and autograd. ``params`` is given for a model (then ``values`` is the data)."""
+    import torch
+
+    assert target.torch_forward is not None
+    tensors: dict[str, Any] = {}
+    for name, value in values.items():
+        array = np.asarray(value)
+        wants_grad = name in differentiable and params is None
+        dtype = torch.int64 if array.dtype.kind in "iu" else torch.float64
+        tensors[name] = torch.tensor(array, dtype=dtype, requires_grad=wants_grad and dtype == torch.float64)
+    try:
+        if params is not None:
+            param_tensors = {
+                k: torch.tensor(np.asarray(v), dtype=torch.float64, requires_grad=True)
+                for k, v in params.items()
+            }
+            result = target.torch_forward(param_tensors, *(tensors[n] for n in target.inputs))
+            leaves = param_tensors
+        else:
+            result = target.torch_forward(*(tensors[n] for n in target.inputs), **hyper)
+            leaves = {n: tensors[n] for n in differentiable}
+        outs = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+        if target.style == "layer":
+            total = sum(
+                (o * torch.as_tensor(d, dtype=torch.float64)).sum() for o, d in zip(outs, douts, strict=True)
+            )
+        else:
+            total = outs[0].sum()
+        grads = torch.autograd.grad(total, list(leaves.values()), allow_unused=True)
+    except Exception as err:
+        return ReferenceResult((), {}, f"torch_forward raised {describe_exception(err)}")
+    gradients = {
+        name: (np.zeros(tuple(leaf.shape)) if g is None else g.detach().numpy().astype(np.float64))
+        for (name, leaf), g in zip(leaves.items(), grads, strict=True)
+    }
+    return ReferenceResult(tuple(o.detach().numpy().astype(np.float64) for o in outs), gradients)

@@ -1,0 +1,181 @@
+"""Input specs: ``"N,D"`` strings, the input kinds, ``dims=`` rules, and their validation.
+
+A spec names each dimension with a symbol (``N``, ``D``) or a fixed integer (``"N,3,H,W"``); a case
+gives every symbol a size. The kinds say how values are drawn and whether the input is
+differentiable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from checker.errors import SpecError
+
+__all__ = [
+    "DEFAULT_SIZES",
+    "KINDS",
+    "InputSpec",
+    "as_input_spec",
+    "const",
+    "labels",
+    "mask",
+    "normalize_dims",
+    "parse_shape",
+    "positive",
+    "probability",
+]
+
+_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Sizes a symbol may take when ``dims=`` says nothing about it.
+DEFAULT_SIZES: tuple[int, ...] = tuple(range(1, 7))
+#: kind -> differentiable?
+KINDS: dict[str, bool] = {
+    "float": True,
+    "positive": True,
+    "probability": True,
+    "labels": False,
+    "const": False,
+    "mask": False,
+}
+
+Dim = str | int
+
+
+def parse_shape(shape: str | Iterable[Dim]) -> tuple[Dim, ...]:
+    """``"N,D"`` -> ``("N", "D")``; ``"N,3"`` -> ``("N", 3)``; ``""`` -> ``()`` (a scalar)."""
+    if isinstance(shape, str):
+        parts = [p.strip() for p in shape.split(",")] if shape.strip() else []
+    else:
+        try:
+            parts = list(shape)
+        except TypeError:
+            raise SpecError(f"shape {shape!r} must be a string like 'N,D' or a tuple of symbols") from None
+    dims: list[Dim] = []
+    for part in parts:
+        if isinstance(part, bool):
+            raise SpecError(f"shape {shape!r}: {part!r} is not a dimension")
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+            size = int(part)
+            if size < 1:
+                raise SpecError(f"shape {shape!r}: fixed size {size} must be >= 1")
+            dims.append(size)
+        elif isinstance(part, str) and _SYMBOL.match(part):
+            dims.append(part)
+        else:
+            raise SpecError(
+                f"shape {shape!r}: {part!r} is not a dimension; use symbols like N, D or integers, "
+                "separated by commas ('N,D', 'N,3,H,W')"
+            )
+    return tuple(dims)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How to draw one input: its shape (symbols or ints), its kind, and kind options.
+
+    ``classes`` (labels) is the symbol or int bounding the label values; ``keep`` (mask) is the
+    keep probability of an inverted-dropout mask with values ``0`` or ``1/keep``.
+    """
+
+    shape: tuple[Dim, ...]
+    kind: str = "float"
+    classes: Dim | None = None
+    keep: float = 0.5
+
+    @property
+    def differentiable(self) -> bool:
+        return KINDS[self.kind]
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Symbols in order of appearance (``classes`` last)."""
+        found = [d for d in self.shape if isinstance(d, str)]
+        if isinstance(self.classes, str):
+            found.append(self.classes)
+        return tuple(dict.fromkeys(found))
+
+    def resolve(self, dims: Mapping[str, int]) -> tuple[int, ...]:
+        """The concrete shape for one case: ``("N", 3)`` with ``N=2`` -> ``(2, 3)``."""
+        return tuple(dims[d] if isinstance(d, str) else d for d in self.shape)
+
+    def describe(self) -> str:
+        text = ",".join(str(d) for d in self.shape)
+        if self.kind == "float":
+            return text
+        extra = f", classes={self.classes}" if self.kind == "labels" else ""
+        return f"{self.kind}({text}{extra})"
+
+
+def labels(shape: str | Iterable[Dim], classes: Dim) -> InputSpec:
+    """Integer class labels in ``[0, classes)``; not differentiable (``y`` of a softmax loss)."""
+    if isinstance(classes, str):
+        if not _SYMBOL.match(classes):
+            raise SpecError(f"labels(classes={classes!r}): classes must be a symbol like 'C' or an int >= 1")
+    elif not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise SpecError(f"labels(classes={classes!r}): classes must be a symbol like 'C' or an int >= 1")
+    return InputSpec(parse_shape(shape), "labels", classes=classes)
+
+
+def positive(shape: str | Iterable[Dim]) -> InputSpec:
+    """Floats in (0.5, 2): for inputs of log, sqrt or division; differentiable."""
+    return InputSpec(parse_shape(shape), "positive")
+
+
+def probability(shape: str | Iterable[Dim]) -> InputSpec:
+    """Floats in (0.05, 0.95); differentiable."""
+    return InputSpec(parse_shape(shape), "probability")
+
+
+def const(shape: str | Iterable[Dim]) -> InputSpec:
+    """Standard normal floats that are *not* differentiated (a target, a fixed mask)."""
+    return InputSpec(parse_shape(shape), "const")
+
+
+def mask(shape: str | Iterable[Dim], keep: float = 0.5) -> InputSpec:
+    """An inverted-dropout mask: ``1/keep`` with probability ``keep``, else 0; not differentiable."""
+    if not isinstance(keep, (int, float)) or not 0 < keep <= 1:
+        raise SpecError(f"mask(keep={keep!r}): keep must be a probability in (0, 1]")
+    return InputSpec(parse_shape(shape), "mask", keep=float(keep))
+
+
+def as_input_spec(name: str, value: str | InputSpec | Iterable[Dim]) -> InputSpec:
+    """Accept ``"N,D"`` (a differentiable float input) or an :class:`InputSpec` from a kind helper."""
+    if isinstance(value, InputSpec):
+        return value
+    try:
+        return InputSpec(parse_shape(value))
+    except SpecError as err:
+        raise SpecError(f"input {name!r}: {err}") from None
+
+
+def normalize_dims(dims: Mapping[str, object] | None, known: Iterable[str]) -> dict[str, tuple[int, ...]]:
+    """``dims=`` -> the allowed sizes of each symbol, sorted.
+
+    ``{"C": 10}`` pins, ``{"H": range(4, 9)}`` limits, ``{"S": (1, 2)}`` lists choices. A symbol
+    named in ``dims`` but in no input is allowed: the model or ``hyper`` may use it.
+    """
+    allowed: dict[str, tuple[int, ...]] = {sym: DEFAULT_SIZES for sym in known}
+    if dims is None:
+        return allowed
+    if not isinstance(dims, Mapping):
+        raise SpecError(f"dims={dims!r} must be a dict like {{'C': 10, 'H': range(4, 9)}}")
+    for sym, rule in dims.items():
+        if not isinstance(sym, str) or not _SYMBOL.match(sym):
+            raise SpecError(f"dims key {sym!r} is not a symbol name like 'N' or 'H'")
+        if isinstance(rule, bool):
+            raise SpecError(f"dims[{sym!r}]={rule!r} must be an int, a range or a tuple of ints")
+        if isinstance(rule, int):
+            values: tuple[int, ...] = (rule,)
+        elif isinstance(rule, (range, list, tuple, set, frozenset)):
+            values = tuple(sorted(set(rule)))
+        else:
+            raise SpecError(f"dims[{sym!r}]={rule!r} must be an int, a range or a tuple of ints")
+        if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values):
+            raise SpecError(f"dims[{sym!r}]={rule!r} must hold at least one size, each an int >= 0")
+        allowed[sym] = values
+    return allowed
+
+
+ConstraintFn = Callable[[Mapping[str, int]], bool]

@@ -1,0 +1,190 @@
+"""``check`` and ``run``: one or many targets across fuzzed cases, returned as a :class:`Report`."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from checker.cases import format_dims, make_case
+from checker.errors import TargetNotFound
+from checker.fuzz import plan_dims, shape_pattern, shrink_dims
+from checker.registry import Target, Tolerances, collect, get_target, import_target_module
+from checker.results import CheckResult, FunctionSummary, Report
+from checker.runner import ORACLES, CheckOptions, check_case
+
+__all__ = ["check", "check_target", "resolve_targets", "run"]
+
+
+def _options(mode: str, oracles: Iterable[str] | None, tol: object) -> CheckOptions:
+    return CheckOptions(
+        mode=mode,
+        oracles=tuple(oracles) if oracles is not None else ORACLES,
+        tol=None if tol is None else Tolerances.coerce(tol),
+    )
+
+
+def _first_failure(rows: list[CheckResult]) -> CheckResult | None:
+    return next((r for r in rows if r.failed), None)
+
+
+def check_target(
+    target: Target,
+    *,
+    seed: int = 0,
+    cases: int | None = None,
+    options: CheckOptions | None = None,
+    dims: Mapping[str, int] | None = None,
+    shrink: bool = True,
+    source: str = "",
+) -> tuple[list[CheckResult], FunctionSummary]:
+    """Check one target over its planned cases (or exactly ``dims``); shrink the first failure."""
+    options = options or CheckOptions()
+    started = time.perf_counter()
+    plan = [("pinned", dict(dims))] if dims is not None else plan_dims(target, cases, seed)
+    records: list[CheckResult] = []
+    outcomes: list[tuple[dict[str, int], bool]] = []
+    for index, (label, case_dims) in enumerate(plan):
+        rows = check_case(target, make_case(target, case_dims, seed, index, label), options)
+        records.extend(rows)
+        outcomes.append((case_dims, any(r.failed for r in rows)))
+    first = _first_failure(records)
+    shrunk = ""
+    if first is not None and shrink and dims is None:
+        failing = next(d for d, f in outcomes if f)
+        key = (first.check, first.target)
+
+        def still_fails(candidate: dict[str, int]) -> bool:
+            rows = check_case(target, make_case(target, candidate, seed, len(plan), "shrunk"), options)
+            return any(r.failed and (r.check, r.target) == key for r in rows)
+
+        smallest = shrink_dims(target, failing, still_fails, seed)
+        if smallest != failing and format_dims(smallest) not in {format_dims(d) for d, _ in outcomes}:
+            rows = check_case(target, make_case(target, smallest, seed, len(plan), "shrunk"), options)
+            records.extend(rows)
+            outcomes.append((smallest, any(r.failed for r in rows)))
+        shrunk = format_dims(smallest)
+    summary = _summarise(target, records, outcomes, time.perf_counter() - started, shrunk, seed, source)
+    return records, summary
+
+
+def _summarise(
+    target: Target,
+    records: list[CheckResult],
+    outcomes: list[tuple[dict[str, int], bool]],
+    seconds: float,
+    shrunk: str,
+    seed: int,
+    source: str,
+) -> FunctionSummary:
+    failed_rows = [r for r in records if r.failed]
+    diagnoses = Counter(r.diagnosis for r in failed_rows if r.diagnosis)
+    pattern = shape_pattern(outcomes)
+    if pattern and pattern != "fails at every shape":
+        diagnoses["shape_dependent"] += 1
+    errs = [r.max_abs_err for r in records if r.max_abs_err == r.max_abs_err]
+    first = failed_rows[0] if failed_rows else None
+    status = (
+        "pass" if not failed_rows else ("error" if all(r.status == "error" for r in failed_rows) else "fail")
+    )
+    reproduce = ""
+    if first is not None:
+        where = source or target.module or "MODULE"
+        pinned = (shrunk or first.dims).replace(" ", "")
+        reproduce = f"backprop-check run {where} --only {target.name} --seed {seed} --dims {pinned}"
+    return FunctionSummary(
+        function=target.name,
+        status=status,
+        cases=len(outcomes),
+        failed_cases=sum(f for _, f in outcomes),
+        checks=len(records),
+        failed_checks=len(failed_rows),
+        diagnoses=", ".join(f"{code} x{n}" if n > 1 else code for code, n in diagnoses.most_common()),
+        worst_abs_err=max(errs) if errs else float("nan"),
+        seconds=seconds,
+        shape_pattern=pattern,
+        shrunk_dims=shrunk,
+        reproduce=reproduce,
+        first_failure=f"[{first.check} {first.target}] {first.message}" if first is not None else "",
+    )
+
+
+def resolve_targets(items: str | Target | Iterable[str | Target]) -> list[tuple[Target, str]]:
+    """Module names, ``.py`` paths, registered names or Targets -> (target, where it came from)."""
+    if isinstance(items, (str, Target)):
+        items = [items]
+    found: list[tuple[Target, str]] = []
+    for item in items:
+        if isinstance(item, Target):
+            found.append((item, item.module))
+            continue
+        try:
+            found.append((get_target(item), ""))
+            continue
+        except TargetNotFound:
+            pass
+        try:
+            module = import_target_module(item)
+        except ModuleNotFoundError as err:
+            raise TargetNotFound(
+                f"{item!r} is neither a registered function nor an importable module ({err})"
+            ) from None
+        targets = collect(module)
+        if not targets:
+            raise TargetNotFound(f"{item!r} registers no functions; call bc.register(...) at import time")
+        found.extend((t, item) for t in targets)
+    return found
+
+
+def check(
+    name: str | Target,
+    *,
+    seed: int = 0,
+    cases: int | None = None,
+    mode: str = "auto",
+    oracles: Iterable[str] | None = None,
+    tol: object = None,
+    dims: Mapping[str, int] | None = None,
+    shrink: bool = True,
+) -> Report:
+    """Check one registered function; returns a :class:`Report` (renders itself in a notebook)."""
+    return run([name], seed=seed, cases=cases, mode=mode, oracles=oracles, tol=tol, dims=dims, shrink=shrink)
+
+
+def run(
+    targets: str | Target | Iterable[str | Target],
+    *,
+    seed: int = 0,
+    cases: int | None = None,
+    mode: str = "auto",
+    oracles: Iterable[str] | None = None,
+    tol: object = None,
+    dims: Mapping[str, int] | None = None,
+    only: Iterable[str] | None = None,
+    shrink: bool = True,
+) -> Report:
+    """Check every function a module (or ``.py`` file, or list of names) registers."""
+    options = _options(mode, oracles, tol)
+    resolved = resolve_targets(targets)
+    if only is not None:
+        wanted = set(only)
+        resolved = [(t, s) for t, s in resolved if t.name in wanted]
+        missing = wanted - {t.name for t, _ in resolved}
+        if missing:
+            raise TargetNotFound(f"--only {', '.join(sorted(missing))}: not registered by {targets!r}")
+    records: list[CheckResult] = []
+    summaries: list[FunctionSummary] = []
+    for target, source in resolved:
+        rows, summary = check_target(
+            target, seed=seed, cases=cases, options=options, dims=dims, shrink=shrink, source=source
+        )
+        records.extend(rows)
+        summaries.append(summary)
+    settings: dict[str, Any] = {
+        "seed": seed,
+        "cases": cases,
+        "mode": mode,
+        "targets": [str(t) for t in ([targets] if isinstance(targets, (str, Target)) else targets)],
+    }
+    return Report(records, summaries, settings)

@@ -1,0 +1,50 @@
+"""Records that describe the exercise bank: what a student implements, and how people get it wrong.
+
+Each module of ``reference_impls`` defines ``EXERCISES`` and, under ``reference_impls.mistakes``,
+``MISTAKES``; the package collects them. Grading, the practice skeletons and the harness's own
+tests all read these records, so an exercise is described in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Exercise", "Mistake"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: the registered target that grades it and what the student writes.
+
+    ``name`` is also the name of the registered target (``bc.register(name, ...)``).
+    ``functions`` are the names a student implements, looked up in ``module``
+    (``("affine_forward", "affine_backward")``, or ``("TwoLayerNet",)`` for a model).
+    """
+
+    name: str
+    title: str
+    teaches: str
+    points: int
+    statement: str
+    functions: tuple[str, ...]
+    module: str
+    style: str = "layer"  # "layer" | "loss" | "model"
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A planted mistake, written the way people really get it wrong.
+
+    ``replaces`` maps a function name of the exercise to its buggy version. ``diagnosis`` is the
+    code the harness should give (``""`` when only detection is expected). A ``control`` is a
+    harmless variant (a relu mask ``x >= 0``) that must *not* be flagged.
+    """
+
+    exercise: str
+    name: str
+    description: str
+    replaces: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    diagnosis: str = ""
+    control: bool = False
