@@ -144,7 +144,7 @@ def check_gradient(
     if comparison.passed:
         return CheckResult(check, name, "pass", note, **common)
     dname = gradient_name(name)
-    found = diagnose_gradient(actual, expected, context) if context is not None else None
+    found = diagnose_gradient(actual, expected, context, tol) if context is not None else None
     if found is not None and found.message:
         message = found.message
     else:

@@ -83,10 +83,11 @@ class InputSpec:
     kind: str = "float"
     classes: Dim | None = None
     keep: float = 0.5
+    wants_grad: bool = True
 
     @property
     def differentiable(self) -> bool:
-        return KINDS[self.kind]
+        return KINDS[self.kind] and self.wants_grad
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -118,14 +119,15 @@ def labels(shape: str | Iterable[Dim], classes: Dim) -> InputSpec:
     return InputSpec(parse_shape(shape), "labels", classes=classes)
 
 
-def positive(shape: str | Iterable[Dim]) -> InputSpec:
-    """Floats in (0.5, 2): for inputs of log, sqrt or division; differentiable."""
-    return InputSpec(parse_shape(shape), "positive")
+def positive(shape: str | Iterable[Dim], *, differentiable: bool = True) -> InputSpec:
+    """Floats in (0.5, 2): for inputs of log, sqrt or division; differentiable unless told otherwise."""
+    return InputSpec(parse_shape(shape), "positive", wants_grad=bool(differentiable))
 
 
-def probability(shape: str | Iterable[Dim]) -> InputSpec:
-    """Floats in (0.05, 0.95); differentiable."""
-    return InputSpec(parse_shape(shape), "probability")
+def probability(shape: str | Iterable[Dim], *, differentiable: bool = True) -> InputSpec:
+    """Floats in (0.05, 0.95): a predicted probability (differentiable), or with
+    ``differentiable=False`` a soft target of a cross-entropy."""
+    return InputSpec(parse_shape(shape), "probability", wants_grad=bool(differentiable))
 
 
 def const(shape: str | Iterable[Dim]) -> InputSpec:

@@ -10,7 +10,7 @@ from typing import Any
 from checker.cases import format_dims, make_case
 from checker.errors import TargetNotFound
 from checker.fuzz import plan_dims, shape_pattern, shrink_dims
-from checker.registry import Target, Tolerances, collect, get_target, import_target_module
+from checker.registry import REGISTRY, Target, Tolerances, collect, get_target, import_target_module
 from checker.results import CheckResult, FunctionSummary, Report
 from checker.runner import ORACLES, CheckOptions, check_case
 
@@ -126,9 +126,12 @@ def resolve_targets(items: str | Target | Iterable[str | Target]) -> list[tuple[
             pass
         try:
             module = import_target_module(item)
-        except ModuleNotFoundError as err:
+        except TargetNotFound as err:
+            if item.endswith(".py") or "no module named" not in str(err):
+                raise
+            known = ", ".join(sorted({t.name for t in REGISTRY.values()})) or "none yet"
             raise TargetNotFound(
-                f"{item!r} is neither a registered function nor an importable module ({err})"
+                f"{item!r} is neither a registered function (registered: {known}) nor an importable module"
             ) from None
         targets = collect(module)
         if not targets:

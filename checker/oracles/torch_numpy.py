@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import sysconfig
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,7 +118,8 @@ def autograd_gradients(
         else:
             traced[name] = tnp.asarray(torch.as_tensor(array))
     try:
-        with numpy_rebound(tnp, user_modules()):
+        with numpy_rebound(tnp, user_modules()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             total = objective(traced)
     except UserError as err:
         return AutogradResult({}, skipped=f"the forward does not run under torch._numpy ({err.message})")

@@ -1,0 +1,328 @@
+"""Every check catches the mistake it is for, and stays quiet on correct code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import checker as bc
+from tests.conftest import affine_backward, affine_forward, failing
+
+AFFINE_INPUTS = {"x": "N,D", "w": "D,M", "b": "M"}
+
+
+def torch_affine(x, w, b):
+    return x @ w + b
+
+
+def check_backward(name, backward, forward=affine_forward, **kwargs):
+    kwargs.setdefault("inputs", AFFINE_INPUTS)
+    bc.register(name, forward=forward, backward=backward, **kwargs)
+    return bc.check(name, cases=3, shrink=False)
+
+
+def rows(report, check, target=None):
+    frame = failing(report)
+    frame = frame[frame.check == check]
+    return frame if target is None else frame[frame.target == target]
+
+
+def test_correct_affine_passes_every_check_with_every_oracle():
+    report = check_backward("affine_ok", affine_backward, torch_forward=torch_affine)
+    assert report.passed
+    checks = set(report.frame.check)
+    assert {
+        "shape",
+        "grad_fd",
+        "grad_torch",
+        "grad_autograd",
+        "mutation",
+        "determinism",
+        "finite",
+        "forward_torch",
+    } <= checks
+    assert set(report.frame.status) == {"pass"}
+    assert set(report.frame.oracle) >= {"torch_reference", "torch_numpy", "finite_diff(full)"}
+
+
+def test_bias_gradient_not_summed_is_a_shape_failure_named_unreduced_broadcast():
+    def backward(dout, cache):
+        x, w, _ = cache
+        return dout @ w.T, x.T @ dout, dout
+
+    report = check_backward("affine_db_unsummed", backward)
+    bad = rows(report, "shape", "b")
+    by_label = dict(zip(bad.case_label, bad.diagnosis, strict=True))
+    assert by_label["baseline"] == "unreduced_broadcast"
+    assert by_label["N=1"] == "keepdims"  # at N = 1, dout has the right values, only an extra axis
+    assert "sum the gradient over axis 0" in bad.message.iloc[0]
+
+
+def test_transposed_weight_gradient_is_caught_even_when_square():
+    def backward(dout, cache):
+        x, w, _ = cache
+        return dout @ w.T, (x.T @ dout).T, dout.sum(0)
+
+    bc.register("affine_dw_T", forward=affine_forward, backward=backward, inputs=AFFINE_INPUTS)
+    square = bc.check("affine_dw_T", dims={"N": 3, "D": 4, "M": 4})
+    bad = rows(square, "grad_autograd", "w")
+    assert len(bad) and bad.diagnosis.iloc[0] == "transposed"
+    assert len(rows(square, "grad_fd", "w"))
+    rectangular = bc.check("affine_dw_T", dims={"N": 3, "D": 2, "M": 4})
+    assert rows(rectangular, "shape", "w").diagnosis.iloc[0] == "transposed"
+
+
+def test_missing_one_over_n_is_caught_by_finite_differences_alone():
+    def loss(x, y):
+        n = x.shape[0]
+        shifted = x - x.max(axis=1, keepdims=True)
+        p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        value = -np.log(p[np.arange(n), y]).mean()
+        dx = p.copy()
+        dx[np.arange(n), y] -= 1
+        return value, dx  # missing / n
+
+    bc.register(
+        "softmax_no_1_over_n", value_and_grad=loss, inputs={"x": "N,C", "y": bc.labels("N", classes="C")}
+    )
+    report = bc.check("softmax_no_1_over_n", cases=3, oracles=["fd"], shrink=False)
+    bad = rows(report, "grad_fd", "x")
+    assert len(bad) and "scaled" in set(bad.diagnosis)
+    assert report.summaries[0].shape_pattern == "fails whenever N > 1"
+
+
+def test_relu_times_x_instead_of_mask_is_a_wrong_mask_and_the_kink_control_passes():
+    def relu_forward(x):
+        return np.maximum(0, x), x
+
+    def relu_times_x(dout, cache):
+        return dout * cache
+
+    def relu_mask_ge(dout, cache):
+        return dout * (cache >= 0)
+
+    wrong = check_backward("relu_times_x", relu_times_x, forward=relu_forward, inputs={"x": "N,D"})
+    assert "wrong_mask" in set(rows(wrong, "grad_autograd", "x").diagnosis)
+    control = check_backward("relu_mask_ge", relu_mask_ge, forward=relu_forward, inputs={"x": "N,D"})
+    assert control.passed
+
+
+def test_backward_writing_into_dout_in_place_is_mutates_input():
+    def backward(dout, cache):
+        x, w, _ = cache
+        dout *= 1.0 + 0.0 * dout  # a no-op value-wise...
+        dout += 0.5  # ...then a real in-place write
+        return (dout - 0.5) @ w.T, x.T @ (dout - 0.5), (dout - 0.5).sum(0)
+
+    report = check_backward("affine_inplace_dout", backward)
+    bad = rows(report, "mutation", "backward")
+    assert len(bad) and bad.diagnosis.iloc[0] == "mutates_input"
+    assert "dout" in bad.message.iloc[0]
+
+
+def test_forward_modifying_its_input_is_mutates_input():
+    def forward(x, w, b):
+        out = x @ w + b
+        x[...] = 0
+        return out, (x, w, b)
+
+    report = check_backward("affine_zeroes_x", affine_backward, forward=forward)
+    assert "x" in rows(report, "mutation", "forward").message.iloc[0]
+
+
+def test_gradient_accumulating_across_calls_is_stateful():
+    state = {}
+
+    def backward(dout, cache):
+        x, w, _ = cache
+        state["dw"] = state.get("dw", 0) + x.T @ dout
+        return dout @ w.T, state["dw"], dout.sum(0)
+
+    def fresh_forward(x, w, b):
+        state.clear()
+        return affine_forward(x, w, b)
+
+    report = check_backward("affine_accumulates", backward, forward=fresh_forward)
+    bad = rows(report, "determinism", "w")
+    assert len(bad) and bad.diagnosis.iloc[0] == "stateful"
+    assert "twice the first" in bad.message.iloc[0]
+
+
+def test_forward_that_differs_from_the_torch_reference_is_forward_mismatch():
+    def forward(x, w, b):
+        return x @ w + 2 * b, (x, w, b)
+
+    def backward(dout, cache):
+        x, w, _ = cache
+        return dout @ w.T, x.T @ dout, 2 * dout.sum(0)
+
+    report = check_backward("affine_2b", backward, forward=forward, torch_forward=torch_affine)
+    assert set(rows(report, "forward_torch").diagnosis) == {"forward_mismatch"}
+    assert len(rows(report, "grad_torch", "b"))
+    assert not len(rows(report, "grad_fd"))  # consistent with its own forward
+
+
+def test_shape_m_for_a_1_by_m_parameter_is_keepdims():
+    def forward(x, w, b):
+        return x @ w + b, (x, w, b)
+
+    def backward(dout, cache):
+        x, w, _ = cache
+        return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+    report = check_backward(
+        "affine_row_bias", backward, forward=forward, inputs={"x": "N,D", "w": "D,M", "b": "1,M"}
+    )
+    bad = rows(report, "shape", "b")
+    assert len(bad) and set(bad.diagnosis) == {"keepdims"}
+
+
+def test_nan_gradient_is_nonfinite():
+    def backward(dout, cache):
+        dx, dw, db = affine_backward(dout, cache)
+        db = db.copy()
+        db[0] = np.nan
+        return dx, dw, db
+
+    report = check_backward("affine_nan", backward)
+    assert set(rows(report, "finite", "b").diagnosis) == {"nonfinite"}
+
+
+@pytest.mark.parametrize(
+    ("returned", "fragment"),
+    [
+        (lambda dx, dw, db: None, "returned None"),
+        (lambda dx, dw, db: (dx, dw), "returned 2 gradients; expected 3: (dx, dw, db)"),
+        (lambda dx, dw, db: (dx, dw, "db"), "db is a str, expected a numpy array"),
+        (lambda dx, dw, db: (dx, dw, db.astype(int)), "integer dtype"),
+        (lambda dx, dw, db: {"dx": dx, "dw": dw}, "no gradient for 'b'"),
+        (lambda dx, dw, db: {"dx": dx, "dw": dw, "db": db, "dz": db}, "extra gradient 'dz'"),
+    ],
+)
+def test_unusable_returns_are_shape_failures_with_a_message(returned, fragment):
+    def backward(dout, cache):
+        return returned(*affine_backward(dout, cache))
+
+    report = check_backward(f"affine_returns_{abs(hash(fragment))}", backward)
+    messages = " | ".join(rows(report, "shape").message)
+    assert fragment in messages
+
+
+def test_list_and_dict_and_bare_array_returns_are_accepted():
+    as_list = check_backward("affine_list", lambda dout, cache: list(affine_backward(dout, cache)))
+    as_dict = check_backward(
+        "affine_dict",
+        lambda dout, cache: dict(zip(("x", "dw", "db"), affine_backward(dout, cache), strict=True)),
+    )
+    bare = check_backward(
+        "relu_bare",
+        lambda dout, x: dout * (x > 0),
+        forward=lambda x: (np.maximum(x, 0), x),
+        inputs={"x": "N,D"},
+    )
+    assert as_list.passed and as_dict.passed and bare.passed
+
+
+def test_user_code_that_raises_is_an_error_row_and_the_run_goes_on():
+    def backward(dout, cache):
+        raise ValueError("shapes (2,3) and (4,5) not aligned")
+
+    bc.register("raises_in_backward", forward=affine_forward, backward=backward, inputs=AFFINE_INPUTS)
+    bc.register("fine_after", forward=affine_forward, backward=affine_backward, inputs=AFFINE_INPUTS)
+    report = bc.run(["raises_in_backward", "fine_after"], cases=2, shrink=False)
+    errors = failing(report)
+    assert set(errors.status) == {"error"}
+    assert "affine_backward raised ValueError: shapes (2,3) and (4,5) not aligned" in errors.message.iloc[
+        0
+    ] or ("backward raised ValueError" in errors.message.iloc[0])
+    assert [s.status for s in report.summaries] == ["error", "pass"]
+
+
+def test_forward_returning_a_bare_array_says_what_was_expected():
+    bc.register("no_cache", forward=lambda x, w, b: x @ w + b, backward=affine_backward, inputs=AFFINE_INPUTS)
+    report = bc.check("no_cache", cases=1)
+    assert "expected a tuple (out, cache)" in failing(report).message.iloc[0]
+
+
+def test_lstm_style_two_outputs_are_checked():
+    def forward(x, w):
+        a = x @ w
+        return np.tanh(a), a * 2.0, (x, w, a)
+
+    def backward(dh, dc, cache):
+        x, w, a = cache
+        da = dh * (1 - np.tanh(a) ** 2) + 2.0 * dc
+        return da @ w.T, x.T @ da
+
+    bc.register("two_outputs", forward=forward, backward=backward, inputs={"x": "N,D", "w": "D,H"}, outputs=2)
+    assert bc.check("two_outputs", cases=3).passed
+
+
+class TinyNet:
+    def __init__(self, d, c, reg=0.1):
+        self.params = {"W": np.zeros((d, c)), "b": np.zeros(c)}
+        self.reg = reg
+
+    def loss(self, X, y):
+        W, b = self.params["W"], self.params["b"]
+        scores = X @ W + b
+        n = X.shape[0]
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        loss = -np.log(p[np.arange(n), y]).mean() + 0.5 * self.reg * np.sum(W * W)
+        d = p.copy()
+        d[np.arange(n), y] -= 1
+        d /= n
+        return loss, {"W": X.T @ d + self.reg * W, "b": d.sum(axis=0)}
+
+
+class TinyNetNoReg(TinyNet):
+    def loss(self, X, y):
+        loss, grads = super().loss(X, y)
+        grads["W"] = grads["W"] - self.reg * self.params["W"]
+        return loss, grads
+
+
+@pytest.mark.parametrize(("cls", "passes"), [(TinyNet, True), (TinyNetNoReg, False)])
+def test_model_style_checks_every_parameter(cls, passes):
+    bc.register(
+        f"tiny_{cls.__name__}",
+        model=lambda d, cls=cls: cls(d["D"], d["C"]),
+        loss=lambda m, X, y: m.loss(X, y),
+        data={"X": "N,D", "y": bc.labels("N", classes="C")},
+    )
+    report = bc.check(f"tiny_{cls.__name__}", cases=3, shrink=False)
+    assert report.passed is passes
+    if not passes:
+        assert set(failing(report).target) == {"W"}
+
+
+def test_large_inputs_use_directional_checks_and_still_catch_a_scaled_gradient():
+    def backward(dout, cache):
+        dx, dw, db = affine_backward(dout, cache)
+        return dx * 1.01, dw, db
+
+    bc.register(
+        "big_affine",
+        forward=affine_forward,
+        backward=backward,
+        inputs=AFFINE_INPUTS,
+        dims={"N": 40, "D": 30, "M": 20},
+    )
+    report = bc.check("big_affine", cases=1, oracles=["fd"])
+    bad = rows(report, "grad_fd", "x")
+    assert len(bad) and bad.oracle.iloc[0].startswith("finite_diff(directional")
+    ok = bc.check("affine_ok", dims={"N": 40, "D": 30, "M": 20}, oracles=["fd"])
+    assert ok.passed
+
+
+@pytest.mark.parametrize("mode", ["full", "directional", "sampled"])
+def test_every_mode_catches_a_wrong_gradient_and_passes_a_right_one(mode):
+    def backward(dout, cache):
+        dx, dw, db = affine_backward(dout, cache)
+        return dx, dw, db * 0.5
+
+    bc.register("half_db", forward=affine_forward, backward=backward, inputs=AFFINE_INPUTS)
+    bc.register("affine_right", forward=affine_forward, backward=affine_backward, inputs=AFFINE_INPUTS)
+    assert not bc.check("half_db", cases=2, mode=mode, oracles=["fd"], shrink=False).passed
+    assert bc.check("affine_right", cases=2, mode=mode, oracles=["fd"]).passed
