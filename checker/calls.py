@@ -77,6 +77,13 @@ def build_model(target: Target, dims: Mapping[str, int]) -> Any:
     assert target.model is not None
     try:
         model = target.model(dict(dims))
+    except KeyError as err:
+        hint = ""
+        if err.args and isinstance(err.args[0], str) and err.args[0] not in dims:
+            hint = (
+                f"; a symbol used only by the model must be declared: dims={{{err.args[0]!r}: range(2, 7)}}"
+            )
+        raise UserError(f"model(dims) raised {describe_exception(err)}{hint}", "model") from err
     except Exception as err:
         raise UserError(f"model(dims) raised {describe_exception(err)}", "model") from err
     params = getattr(model, "params", None)

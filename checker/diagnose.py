@@ -150,7 +150,7 @@ def broadcast_axes(context: GradientContext) -> tuple[int, ...]:
 def _diagnose_same_shape(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) -> Diagnosis:
     rules: tuple[Callable[..., Diagnosis | None], ...] = (
         _zero,
-        _transposed_same_shape,
+        _transposed,
         _mean_instead_of_sum,
         _other_dout_reduction,
         _scaled,
@@ -171,7 +171,7 @@ def _diagnose_same_shape(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol
 
 
 def _diagnose_other_shape(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) -> Diagnosis:
-    for rule in (_keepdims, _unreduced_broadcast, _transposed_other_shape):
+    for rule in (_keepdims, _unreduced_broadcast, _transposed):
         found = rule(g, t, ctx, tol)
         if found is not None:
             return found
@@ -221,9 +221,8 @@ def _unreduced_broadcast(
     return None
 
 
-def _transposed_other_shape(
-    g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance
-) -> Diagnosis | None:
+def _transposed(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) -> Diagnosis | None:
+    """A permutation of ``g``'s axes gives ``t``; also when the shapes agree because two sizes are equal."""
     for perm in _permutations(g.ndim):
         if tuple(g.shape[i] for i in perm) == t.shape and _close(g.transpose(perm), t, tol):
             return _transposed_diagnosis(g.shape, t.shape, perm, ctx)
@@ -261,15 +260,6 @@ def _zero(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) ->
         "and returns the array it computed",
         {"max_abs_expected": largest},
     )
-
-
-def _transposed_same_shape(
-    g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance
-) -> Diagnosis | None:
-    for perm in _permutations(g.ndim):
-        if tuple(g.shape[i] for i in perm) == t.shape and _close(g.transpose(perm), t, tol):
-            return _transposed_diagnosis(g.shape, t.shape, perm, ctx)
-    return None
 
 
 def _mean_instead_of_sum(
@@ -341,6 +331,8 @@ def _scaled(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) 
             {"scale": -1.0, "scale_name": "-1"},
         )
     names, inverse, values = _scale_name(abs(c), ctx.dims, tol)
+    if not names and int((~_negligible(t, tol)).sum()) < 2:
+        return None  # one number is always a multiple of another: only a named factor is evidence
     sign_text = "the wrong sign and " if c < 0 else ""
     plain = " or ".join(names)
     over = " or ".join(f"1/{n}" for n in names)
@@ -381,6 +373,8 @@ def _wrong_mask(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Toleran
         if not (wrong & ~mask).any() and g_zero[mask & ~wrong].all()
     ]
     k, n = int(wrong.sum()), wrong.size
+    if k < 2:
+        return None  # one wrong entry lies on some comparison's side by chance: leave it to `partial`
     dname = ctx.grad_name
     if not (wrong & ~t_zero).any():  # every wrong entry should have been zero
         if explaining:
@@ -510,8 +504,8 @@ def _two_factor_fit(
     """``(alpha, beta)`` with ``a ≈ dout * where(mask, alpha, beta)``, else None."""
     live = ~_negligible(dout, tol)
     on, off = mask & live, ~mask & live
-    if not on.any() or not off.any():
-        return None
+    if on.sum() < 2 or off.sum() < 2:
+        return None  # a factor fitted to one entry fits anything
     alpha = _snap(float(np.median(a[on] / dout[on])))
     beta = _snap(float(np.median(a[off] / dout[off])))
     return (alpha, beta) if _close(a, dout * np.where(mask, alpha, beta), tol) else None
@@ -589,7 +583,7 @@ def _shape_only(actual: tuple[int, ...], expected: tuple[int, ...], ctx: Gradien
     candidates = list(_candidate_sum_axes(actual, expected, ctx, by_shape_only=True))
     if candidates:
         return _unreduced_diagnosis(actual, expected, candidates[0], ctx, values_known=False)
-    return Diagnosis("", "", {})
+    return NO_DIAGNOSIS
 
 
 def _candidate_sum_axes(

@@ -7,11 +7,11 @@ tests all read these records, so an exercise is described in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Exercise", "Mistake"]
+__all__ = ["Exercise", "Mistake", "exercises_markdown"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class Exercise:
     functions: tuple[str, ...]
     module: str
     style: str = "layer"  # "layer" | "loss" | "model"
+    #: For a model: the keyword arguments of the student's class for given dims (graded in a worker,
+    #: which cannot run the registration's ``model=`` lambda).
+    init: Callable[[Mapping[str, int]], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,12 @@ class Mistake:
     replaces: dict[str, Callable[..., Any]] = field(default_factory=dict)
     diagnosis: str = ""
     control: bool = False
+
+
+def exercises_markdown(exercises: list[Exercise]) -> str:
+    """The README's table of exercises: name, what it teaches, points, the functions to write."""
+    lines = ["| exercise | teaches | points | you write |", "|---|---|---|---|"]
+    for e in exercises:
+        functions = ", ".join(f"`{f}`" for f in e.functions)
+        lines.append(f"| `{e.name}` ({e.title}) | {e.teaches} | {e.points} | {functions} |")
+    return "\n".join(lines)

@@ -102,6 +102,7 @@ EXERCISES = [
         functions=("TwoLayerNet",),
         module="reference_impls.models",
         style="model",
+        init=lambda d: {"input_dim": d["D"], "hidden_dim": d["H"], "num_classes": d["C"], "reg": 0.1},
     ),
 ]
 
