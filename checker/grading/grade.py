@@ -1,0 +1,149 @@
+"""Grade submissions: plan the cases, run every submission in its own worker, judge, total, write.
+
+Exit rule (the CI gate): every submission must reach ``min_score``, a fraction of its total points.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from checker.grading.judge import ExerciseGrade, grade_exercise, run_problem
+from checker.grading.plan import plan_exercises
+from checker.grading.sandbox import Limits, SubmissionRun, run_many
+
+__all__ = ["GradeReport", "defined_names", "grade", "select_exercises"]
+
+
+def _sources(submission: Path) -> list[Path]:
+    return sorted(submission.glob("*.py")) if submission.is_dir() else [submission]
+
+
+def defined_names(submission: Path) -> set[str]:
+    """Top-level function and class names a submission defines (read, never imported)."""
+    names: set[str] = set()
+    for path in _sources(submission):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except SyntaxError:
+            continue
+        names |= {
+            n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+        }
+    return names
+
+
+def select_exercises(
+    submissions: Sequence[Path], names: Sequence[str] | None, bank: Sequence[Any]
+) -> list[Any]:
+    """The exercises named, or those whose functions any submission defines (all are then graded for everyone)."""
+    by_name = {e.name: e for e in bank}
+    if names:
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(f"unknown exercise(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+        return [by_name[n] for n in names]
+    defined: set[str] = set()
+    for submission in submissions:
+        defined |= defined_names(submission)
+    chosen = [e for e in bank if any(f in defined for f in e.functions)]
+    if not chosen:
+        raise ValueError(
+            "no submission defines a function of any exercise (e.g. affine_forward); "
+            "name the exercises with --exercises or check the file names"
+        )
+    return chosen
+
+
+@dataclass
+class GradeReport:
+    """Every grade, every worker run, and the settings; ``frame()`` is one row per submission x exercise."""
+
+    grades: list[ExerciseGrade]
+    runs: list[SubmissionRun]
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def totals(self) -> dict[str, tuple[float, float]]:
+        """submission -> (score, max score)."""
+        totals: dict[str, tuple[float, float]] = {}
+        for g in self.grades:
+            score, most = totals.get(g.submission, (0.0, 0.0))
+            totals[g.submission] = (score + g.score, most + g.max_score)
+        return totals
+
+    def frame(self) -> Any:
+        import pandas as pd
+
+        rows = [
+            {
+                "submission": g.submission,
+                "exercise": g.exercise,
+                "score": g.score,
+                "max_score": g.max_score,
+                "passed_checks": g.passed,
+                "total_checks": g.total,
+                "status": g.status,
+                "diagnosis": g.diagnosis,
+                "hint": g.hint,
+                "message": g.message,
+                "seconds": round(g.seconds, 4),
+            }
+            for g in self.grades
+        ]
+        for submission, (score, most) in self.totals().items():
+            rows.append(
+                {
+                    "submission": submission,
+                    "exercise": "TOTAL",
+                    "score": round(score, 4),
+                    "max_score": most,
+                    "passed_checks": sum(g.passed for g in self.grades if g.submission == submission),
+                    "total_checks": sum(g.total for g in self.grades if g.submission == submission),
+                    "status": "passed" if score >= most else "failed",
+                    "diagnosis": "",
+                    "hint": "",
+                    "message": self.problem(submission),
+                    "seconds": round(sum(g.seconds for g in self.grades if g.submission == submission), 4),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def problem(self, submission: str) -> str:
+        run = next((r for r in self.runs if _name(Path(r.submission)) == submission), None)
+        return run_problem(run) if run is not None else ""
+
+    def passes(self, min_score: float) -> bool:
+        return all(most == 0 or score / most >= min_score - 1e-12 for score, most in self.totals().values())
+
+
+def _name(path: Path) -> str:
+    return path.stem if path.suffix == ".py" else path.name
+
+
+def grade(
+    submissions: Sequence[Path | str],
+    exercises: Sequence[Any],
+    *,
+    seed: int = 0,
+    cases: int | None = None,
+    limits: Limits | None = None,
+    jobs: int = 2,
+) -> GradeReport:
+    """Grade each submission on ``exercises``; a broken or hostile submission only hurts itself."""
+    started = time.perf_counter()
+    paths = [Path(s) for s in submissions]
+    planned, arrays = plan_exercises(list(exercises), seed=seed, cases=cases)
+    calls = [c.call for c in planned]
+    runs = run_many(paths, calls, arrays, limits or Limits(), jobs=jobs)
+    grades: list[ExerciseGrade] = []
+    for path, run in zip(paths, runs, strict=True):
+        for exercise in exercises:
+            cases_of = [c for c in planned if c.exercise.name == exercise.name]
+            grades.append(grade_exercise(_name(path), exercise, cases_of, run))
+    settings = {"seed": seed, "cases": cases, "exercises": [e.name for e in exercises], "jobs": jobs}
+    return GradeReport(grades, runs, settings, time.perf_counter() - started)
