@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from checker.compare import Tolerance, compare_arrays
+from checker.compare import EXACT, Tolerance, compare_arrays
 from checker.diagnose import GradientContext, diagnose_gradient, diagnose_shape
 from checker.results import CheckResult
 
@@ -63,6 +63,7 @@ def check_shape(
     expected_shape: tuple[int, ...],
     context: GradientContext | None = None,
     expected: np.ndarray | None = None,
+    tol: Tolerance = EXACT,
 ) -> tuple[CheckResult, np.ndarray | None]:
     """The gradient of ``name`` is a float array of exactly ``expected_shape``.
 
@@ -87,7 +88,7 @@ def check_shape(
     diagnosis_code = ""
     if context is not None:
         found = (
-            diagnose_gradient(array, expected, context)
+            diagnose_gradient(array, expected, context, tol)
             if expected is not None and np.all(np.isfinite(array))
             else diagnose_shape(array.shape, context)
         )

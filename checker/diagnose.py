@@ -347,13 +347,43 @@ def _scaled(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) 
             f"remove the division by {plain}"
         )
     else:
-        message = f"{dname} = {c:.4g} × the oracle's gradient: {sign_text}missing {over}{values}; divide by {names[0]}"
+        message = (
+            f"{dname} = {c:.4g} × the oracle's gradient: {sign_text}missing {over}{values}; divide by {plain}"
+        )
     scale_name = ("-" if c < 0 else "") + (over if inverse else plain) if names else ""
     return Diagnosis("scaled", message, {"scale": c, "scale_name": scale_name})
 
 
+def _factor_not_applied(
+    g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance
+) -> Diagnosis | None:
+    """``dx = dout`` where the forward multiplied by an input (a dropout mask): the factor is missing."""
+    if not ctx.douts or ctx.douts[0].shape != g.shape or not _close(g, ctx.douts[0], tol):
+        return None
+    for other, value in ctx.inputs.items():
+        if other == ctx.name or np.shape(value) != g.shape:
+            continue
+        factor = np.asarray(value, dtype=np.float64)
+        if not np.allclose(factor, 1.0) and _close(t, ctx.douts[0] * factor, tol):
+            return Diagnosis(
+                "wrong_mask",
+                f"{ctx.grad_name} equals dout, but the forward multiplied {ctx.name} by {other}: "
+                f"the gradient must be multiplied by {other} too ({ctx.grad_name} = dout * {other})",
+                {"mask": other},
+            )
+    return None
+
+
 def _wrong_mask(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) -> Diagnosis | None:
-    """The relu / leaky relu / max-pool family: the mismatch follows a comparison made in the forward."""
+    """The relu / leaky relu / max-pool / dropout family: the mismatch follows what the forward selected.
+
+    In turn: dout times the wrong factor on either side of a comparison of inputs (layers); nonzero
+    only where the gradient is zero (a mask left out, a whole pooling window); the right values at
+    the wrong entries (misrouted); wrong exactly on one side of a comparison (a branch's factor).
+    """
+    found = _factor_not_applied(g, t, ctx, tol)
+    if found is not None:
+        return found
     partitions = _partitions(ctx, t.shape)
     found = _mask_factor_rule(g, t, ctx, tol, partitions)
     if found is not None:
@@ -392,9 +422,28 @@ def _wrong_mask(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Toleran
             "window, or where the mask is on)",
             {"fraction": k / n},
         )
+    moved = wrong & ~(g_zero ^ t_zero)  # wrong entries where not exactly one of the two is zero
+    if not moved.any() and (wrong & ~g_zero).sum() >= 2:
+        # Every wrong entry is zero on one side; if the values agree as a multiset, they were misrouted.
+        values_g, values_t = np.sort(g[wrong & ~g_zero]), np.sort(t[wrong & ~t_zero])
+        if values_g.shape == values_t.shape and _close(values_g, values_t, tol):
+            return Diagnosis(
+                "wrong_mask",
+                f"{dname} has the right values at the wrong entries: {values_g.size} values sit where the gradient "
+                f"is zero and their own entries get 0 ({k} / {n} entries wrong, the rest is right): route each value "
+                "to the entry the forward selected (e.g. the max of each pooling window)",
+                {"fraction": k / n, "moved": int(values_g.size)},
+            )
     if not explaining:
         return None
     label, _, mask = explaining[0]
+    if g_zero[mask].all():
+        return Diagnosis(
+            "wrong_mask",
+            f"{dname} is zero where {label} ({k} / {n} entries), but the gradient is not; it is right elsewhere: "
+            f"the branch for {label} is missing",
+            {"where": label, "ratio": 0.0, "fraction": k / n},
+        )
     scored = wrong & ~t_zero
     ratio = float(np.median(g[scored] / t[scored]))
     if _close(g[mask], ratio * t[mask], tol):
@@ -414,8 +463,11 @@ def _wrong_mask(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Toleran
 def _partial(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) -> Diagnosis | None:
     wrong = mismatch_mask(g, t, tol)
     k, n = int(wrong.sum()), wrong.size
-    # Entries that match only because both are zero prove nothing: require a nonzero entry that matches.
-    if k == 0 or k == n or not (~wrong & ~_negligible(t, tol)).any():
+    # Entries that match only because both are zero prove nothing, nor does a stray entry where two
+    # formulas happen to agree (1 - x² against 1 - tanh²(x) near 0): require several nonzero matches.
+    nonzero = ~_negligible(t, tol)
+    matched = int((~wrong & nonzero).sum())
+    if k == 0 or k == n or matched < max(2, math.ceil(0.1 * int(nonzero.sum()))):
         return None
     hits = np.nonzero(wrong)
     details: dict = {"fraction": k / n, "mismatched": k, "total": n}
@@ -450,39 +502,38 @@ def _mask_factor_rule(
     tol: Tolerance,
     partitions: list[tuple[str, str, np.ndarray]],
 ) -> Diagnosis | None:
+    """Layer style: the oracle is ``dout * where(x > 0, a, b)``; say what the user multiplied dout by."""
     if not ctx.douts or np.shape(ctx.douts[0]) != t.shape or not partitions:
         return None
     dout = np.asarray(ctx.douts[0], dtype=np.float64)
+    dname = ctx.grad_name
     for label, other, mask in partitions:
         expected = _two_factor_fit(t, dout, mask, tol)
         if expected is None or _same_factor(*expected, tol):
             continue
         a_t, b_t = expected
-        wanted = (
-            f"the mask ({label})"
-            if (a_t, b_t) == (1.0, 0.0)
-            else (f"the factors {a_t:.4g} where {label} and {b_t:.4g} where {other}")
-        )
+        is_mask = (a_t, b_t) == (1.0, 0.0)
+        factor = _input_factor(t, dout, ctx, tol)  # dropout: the gradient is dout * mask
+        if factor:
+            wanted = f"dout * {factor}"
+        elif is_mask:
+            wanted = f"dout * ({label})"
+        else:
+            wanted = f"dout × ({a_t:.4g} where {label}, {b_t:.4g} where {other})"
         details = {"mask": label, "expected_factors": expected}
-        for name, value in ctx.inputs.items():
-            value = np.asarray(value)
-            if (
-                value.shape == t.shape
-                and np.issubdtype(value.dtype, np.floating)
-                and _close(g, dout * value, tol)
-            ):
-                return Diagnosis(
-                    "wrong_mask",
-                    f"{ctx.grad_name} multiplies dout by {name} instead of by {wanted}: use dout * ({label})"
-                    if (a_t, b_t) == (1.0, 0.0)
-                    else f"{ctx.grad_name} multiplies dout by {name} instead of by {wanted}",
-                    {**details, "multiplied_by": name},
-                )
+        multiplied = _input_factor(g, dout, ctx, tol)
+        if multiplied:
+            message = (
+                f"{dname} multiplies dout by {multiplied} instead of by the mask ({label}): use {wanted}"
+                if is_mask
+                else f"{dname} = dout * {multiplied}, but the gradient is {wanted}"
+            )
+            return Diagnosis("wrong_mask", message, {**details, "multiplied_by": multiplied})
         actual = _two_factor_fit(g, dout, mask, tol)
         if actual is not None:
             return Diagnosis(
                 "wrong_mask",
-                _factor_message(ctx.grad_name, label, other, expected, actual, tol),
+                _factor_message(dname, label, other, expected, actual, wanted, tol),
                 {**details, "actual_factors": actual},
             )
         for label_g, other_g, mask_g in partitions:
@@ -490,12 +541,25 @@ def _mask_factor_rule(
             if fit is not None and not _same_factor(*fit, tol):
                 return Diagnosis(
                     "wrong_mask",
-                    f"{ctx.grad_name} = dout × ({fit[0]:.4g} where {label_g}, {fit[1]:.4g} where {other_g}), but the "
-                    f"gradient is dout × ({a_t:.4g} where {label}, {b_t:.4g} where {other}): use {wanted}",
+                    f"{dname} = dout × ({fit[0]:.4g} where {label_g}, {fit[1]:.4g} where {other_g}), but the "
+                    f"gradient is {wanted}",
                     {**details, "actual_mask": label_g, "actual_factors": fit},
                 )
         return None
     return None
+
+
+def _input_factor(a: np.ndarray, dout: np.ndarray, ctx: GradientContext, tol: Tolerance) -> str:
+    """The name of an input ``x`` with ``a ≈ dout * x``, else ``""``."""
+    for name, value in ctx.inputs.items():
+        value = np.asarray(value)
+        if (
+            value.shape == a.shape
+            and np.issubdtype(value.dtype, np.floating)
+            and _close(a, dout * value, tol)
+        ):
+            return name
+    return ""
 
 
 def _two_factor_fit(
@@ -517,6 +581,7 @@ def _factor_message(
     other: str,
     expected: tuple[float, float],
     actual: tuple[float, float],
+    wanted: str,
     tol: Tolerance,
 ) -> str:
     (a_t, b_t), (a_g, b_g) = expected, actual
@@ -534,11 +599,12 @@ def _factor_message(
             f"{dname} uses the factor {factor_g:.4g} where {side}, but the gradient has {factor_t:.4g} there "
             f"(e.g. a leaky relu's negative slope): fix the factor for {side}"
         )
+    if (a_g, b_g) == (1.0, 1.0):
+        return f"{dname} passes dout through unchanged, but the gradient is {wanted}"
     if _same_factor(a_g, b_t, tol) and _same_factor(b_g, a_t, tol):
         return f"{dname} uses the opposite mask: the gradient flows where {label}, not where {other}; use ({label})"
     return (
-        f"{dname} = dout × ({a_g:.4g} where {label}, {b_g:.4g} where {other}), but the gradient is "
-        f"dout × ({a_t:.4g} where {label}, {b_t:.4g} where {other})"
+        f"{dname} = dout × ({a_g:.4g} where {label}, {b_g:.4g} where {other}), but the gradient is {wanted}"
     )
 
 
