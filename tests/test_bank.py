@@ -75,9 +75,7 @@ def test_mistake_table(capsys):
                 labelled += 1
                 diagnosed += mistake.diagnosis in codes
         label = "control" if mistake.control else (mistake.diagnosis or "-")
-        lines.append(
-            f"{mistake.exercise:16} {mistake.name:34} {label:22} {str(detected):9} {', '.join(codes)}"
-        )
+        lines.append(f"{mistake.exercise:16} {mistake.name:34} {label:22} {detected!s:9} {', '.join(codes)}")
     lines.append(
         f"detection rate: {detected_count}/{real}; diagnosis rate: {diagnosed}/{labelled} labelled mistakes"
     )
