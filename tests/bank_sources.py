@@ -23,13 +23,25 @@ def _private_helpers(obj: Any, seen: set[str]) -> list[Any]:
     """Module-level ``_helpers`` that ``obj``'s source refers to, and theirs, in definition order."""
     module = inspect.getmodule(obj)
     source = inspect.getsource(obj)
-    found = []
+    found: list[Any] = []
     for name, value in vars(module).items():
-        if name.startswith("_") and inspect.isfunction(value) and value.__module__ == module.__name__:
-            if name not in seen and re.search(rf"\b{name}\(", source):
-                seen.add(name)
-                found.extend([*_private_helpers(value, seen), value])
+        if not name.startswith("_") or name.startswith("__") or name in seen:
+            continue
+        if (
+            inspect.isfunction(value)
+            and value.__module__ == module.__name__
+            and re.search(rf"\b{name}\(", source)
+        ):
+            seen.add(name)
+            found.extend([*_private_helpers(value, seen), value])
+        elif isinstance(value, (dict, list, set)) and re.search(rf"\b{name}\b", source):
+            seen.add(name)
+            found.append(f"{name} = {type(value).__name__}()  # module-level state, empty at import")
     return found
+
+
+def _helper_source(helper: Any) -> str:
+    return helper if isinstance(helper, str) else _source_named(helper, helper.__name__)
 
 
 def submission_source(exercise: Any, replaces: Mapping[str, Callable[..., Any]] | None = None) -> str:
@@ -44,9 +56,9 @@ def submission_source(exercise: Any, replaces: Mapping[str, Callable[..., Any]] 
     for name in exercise.functions:
         reference = getattr(module, name)
         obj = (replaces or {}).get(name, reference)
-        helpers = [_source_named(h, h.__name__) for h in _private_helpers(obj, seen)]
+        helpers = [_helper_source(h) for h in _private_helpers(obj, seen)]
         if obj is not reference:
-            helpers = [_source_named(h, h.__name__) for h in _private_helpers(reference, seen)] + helpers
+            helpers = [_helper_source(h) for h in _private_helpers(reference, seen)] + helpers
         if inspect.isclass(obj) and obj is not reference:
             renamed = reference.__name__ + "Reference"
             parts.append(_source_named(reference, renamed))

@@ -358,7 +358,10 @@ def grade_exercise(
     else:
         named = next((r for r in all_rows if r.failed and r.diagnosis == code), first_failure)
         message = named.message
-        hint = hint_for(code, named.target if named.target not in ("forward", "loss", "call") else "")
+        if not code and named.check == "shape":
+            hint = "return one numpy float array per differentiable input, each of its input's shape"
+        else:
+            hint = hint_for(code, named.target if named.target not in ("forward", "loss", "call") else "")
     score = exercise.points * passed / total if total else 0.0
     return ExerciseGrade(
         submission,
