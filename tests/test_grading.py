@@ -91,9 +91,7 @@ def test_each_planted_mistake_gets_partial_credit_and_its_diagnosis(mistake_file
 
 
 def test_hints_teach_without_giving_the_solution_away(mistake_files):
-    mistake, path = next(
-        (m, p) for m, p in mistake_files if m.name == "bias_not_summed" and m.exercise == "affine"
-    )
+    path = next(p for m, p in mistake_files if m.name == "bias_not_summed" and m.exercise == "affine")
     g = grade([path], [AFFINE]).grades[0]
     assert g.diagnosis == "unreduced_broadcast"
     assert "broadcast" in g.hint and "sum(axis" not in g.hint and ".sum(" not in g.hint
