@@ -7,7 +7,10 @@ exception inside the harness.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +21,42 @@ from checker.registry import Target
 __all__ = [
     "ReturnProblem",
     "UserError",
+    "UserTimeout",
     "build_model",
     "call_forward",
     "describe_exception",
     "normalize_gradients",
     "scalar_objective",
+    "time_limit",
 ]
+
+
+class UserTimeout(BaseException):
+    """Raised inside user code that runs past its time limit (a BaseException: ``except Exception`` in
+    user code cannot swallow it)."""
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the body with :class:`UserTimeout` after ``seconds`` (main thread only; elsewhere no limit).
+
+    A hang inside one long C call (a huge matrix product) ends when that call returns.
+    """
+    usable = seconds is not None and seconds > 0 and threading.current_thread() is threading.main_thread()
+    if not usable or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise UserTimeout(f"did not finish within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class UserError(Exception):

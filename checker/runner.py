@@ -17,11 +17,13 @@ import numpy as np
 
 from checker.calls import (
     UserError,
+    UserTimeout,
     build_model,
     call_forward,
     describe_exception,
     normalize_gradients,
     scalar_objective,
+    time_limit,
 )
 from checker.cases import Case
 from checker.checks import (
@@ -58,6 +60,7 @@ class CheckOptions:
     tol: Tolerances | None = None
     directions: int = 2
     samples: int = 16
+    timeout: float | None = 60.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -487,8 +490,18 @@ def _context(target: Target, case: Case, run: _Execution, name: str) -> Gradient
 
 
 def check_case(target: Target, case: Case, options: CheckOptions | None = None) -> list[CheckResult]:
-    """Every check of ``target`` on one ``case``; user errors become ``error`` rows."""
+    """Every check of ``target`` on one ``case``; user errors (and hangs past ``options.timeout``) become ``error`` rows."""
     options = options or CheckOptions()
+    started = time.perf_counter()
+    try:
+        with time_limit(options.timeout):
+            return _check_case(target, case, options)
+    except UserTimeout as err:
+        message = f"the user's code {err}; it may hang (the limit is CheckOptions.timeout / --timeout)"
+        return _stamp([CheckResult("call", "timeout", "error", message)], target, case, started)
+
+
+def _check_case(target: Target, case: Case, options: CheckOptions) -> list[CheckResult]:
     tol = options.tol or target.tol
     started = time.perf_counter()
     rng = np.random.default_rng(case.seed + 1)
