@@ -47,14 +47,19 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         yield
         return
 
+    active = [True]
+
     def interrupt(signum: int, frame: Any) -> None:
-        raise UserTimeout(f"did not finish within {seconds:g} s")
+        if active[0]:
+            raise UserTimeout(f"did not finish within {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    # Repeats every second: an interrupt raised inside a gc callback or a destructor is swallowed by Python.
+    signal.setitimer(signal.ITIMER_REAL, float(seconds), 1.0)
     try:
         yield
     finally:
+        active[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 

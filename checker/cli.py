@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tol", type=_tolerance_argument, default=None, help="tolerances, e.g. rtol=1e-6,fd_rtol=1e-4"
     )
     run.add_argument("--no-shrink", action="store_true", help="do not shrink a failing case")
+    run.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds one case of user code may take (default 60)"
+    )
     run.add_argument("--quiet", action="store_true", help="print only the summary line")
     from checker import grading_cli
 
@@ -151,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         dims=args.dims,
         only=args.only,
         shrink=not args.no_shrink,
+        timeout=args.timeout,
     )
     _print_report(report, args.quiet)
     for path in args.report:

@@ -492,6 +492,10 @@ def _context(target: Target, case: Case, run: _Execution, name: str) -> Gradient
 def check_case(target: Target, case: Case, options: CheckOptions | None = None) -> list[CheckResult]:
     """Every check of ``target`` on one ``case``; user errors (and hangs past ``options.timeout``) become ``error`` rows."""
     options = options or CheckOptions()
+    if "autograd" in options.oracles:
+        from checker.oracles.torch_numpy import warm_up
+
+        warm_up()
     started = time.perf_counter()
     try:
         with time_limit(options.timeout):

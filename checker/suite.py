@@ -17,8 +17,11 @@ from checker.runner import ORACLES, CheckOptions, check_case
 __all__ = ["check", "check_target", "resolve_targets", "run"]
 
 
-def _options(mode: str, oracles: Iterable[str] | None, tol: object) -> CheckOptions:
+def _options(
+    mode: str, oracles: Iterable[str] | None, tol: object, timeout: float | None = 60.0
+) -> CheckOptions:
     return CheckOptions(
+        timeout=timeout,
         mode=mode,
         oracles=tuple(oracles) if oracles is not None else ORACLES,
         tol=None if tol is None else Tolerances.coerce(tol),
@@ -150,9 +153,23 @@ def check(
     tol: object = None,
     dims: Mapping[str, int] | None = None,
     shrink: bool = True,
+    timeout: float | None = 60.0,
 ) -> Report:
-    """Check one registered function; returns a :class:`Report` (renders itself in a notebook)."""
-    return run([name], seed=seed, cases=cases, mode=mode, oracles=oracles, tol=tol, dims=dims, shrink=shrink)
+    """Check one registered function; returns a :class:`Report` (renders itself in a notebook).
+
+    ``timeout``: seconds one case of user code may take before it is reported as a hang.
+    """
+    return run(
+        [name],
+        seed=seed,
+        cases=cases,
+        mode=mode,
+        oracles=oracles,
+        tol=tol,
+        dims=dims,
+        shrink=shrink,
+        timeout=timeout,
+    )
 
 
 def run(
@@ -166,9 +183,10 @@ def run(
     dims: Mapping[str, int] | None = None,
     only: Iterable[str] | None = None,
     shrink: bool = True,
+    timeout: float | None = 60.0,
 ) -> Report:
     """Check every function a module (or ``.py`` file, or list of names) registers."""
-    options = _options(mode, oracles, tol)
+    options = _options(mode, oracles, tol, timeout)
     resolved = resolve_targets(targets)
     if only is not None:
         wanted = set(only)

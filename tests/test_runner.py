@@ -326,3 +326,19 @@ def test_every_mode_catches_a_wrong_gradient_and_passes_a_right_one(mode):
     bc.register("affine_right", forward=affine_forward, backward=affine_backward, inputs=AFFINE_INPUTS)
     assert not bc.check("half_db", cases=2, mode=mode, oracles=["fd"], shrink=False).passed
     assert bc.check("affine_right", cases=2, mode=mode, oracles=["fd"]).passed
+
+
+def test_user_code_that_hangs_is_an_error_row_and_the_run_goes_on():
+    def backward(dout, cache):
+        while True:
+            try:  # noqa: SIM105 - a student's blanket except must not swallow the time limit
+                sum(range(10))
+            except Exception:
+                pass
+
+    bc.register("hangs_in_backward", forward=affine_forward, backward=backward, inputs=AFFINE_INPUTS)
+    bc.register("fine_after_hang", forward=affine_forward, backward=affine_backward, inputs=AFFINE_INPUTS)
+    report = bc.run(["hangs_in_backward", "fine_after_hang"], cases=1, shrink=False, timeout=0.5)
+    errors = failing(report)
+    assert list(errors.target) == ["timeout"] and "did not finish within 0.5 s" in errors.message.iloc[0]
+    assert [s.status for s in report.summaries] == ["error", "pass"]

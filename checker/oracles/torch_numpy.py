@@ -10,6 +10,7 @@ value must equal the numpy one before its gradients are trusted, and anything un
 
 from __future__ import annotations
 
+import functools
 import sys
 import sysconfig
 import threading
@@ -25,7 +26,7 @@ import numpy as np
 
 from checker.calls import UserError, describe_exception
 
-__all__ = ["AutogradResult", "autograd_gradients", "available", "user_modules"]
+__all__ = ["AutogradResult", "autograd_gradients", "available", "user_modules", "warm_up"]
 
 _LOCK = threading.Lock()
 _LIBRARY_ROOTS = tuple(
@@ -41,6 +42,20 @@ class AutogradResult:
     gradients: dict[str, np.ndarray]
     value: float = float("nan")
     skipped: str = ""
+
+
+@functools.cache
+def warm_up() -> None:
+    """Pay torch._numpy's one-time lazy imports (about a second) outside any time limit on user code."""
+    try:
+        import torch
+        import torch._numpy as tnp
+
+        leaf = torch.ones(2, dtype=torch.float64, requires_grad=True)
+        total = tnp.sum(tnp.exp(tnp.asarray(leaf)) * 2.0)
+        torch.autograd.grad(total.tensor, [leaf])
+    except Exception:
+        pass
 
 
 def available() -> bool:
