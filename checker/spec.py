@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MULTIPLE = re.compile(r"^([1-9][0-9]*)\*?([A-Za-z_][A-Za-z0-9_]*)$")  # "4H": four times H (LSTM gates)
 #: Sizes a symbol may take when ``dims=`` says nothing about it.
 DEFAULT_SIZES: tuple[int, ...] = tuple(range(1, 7))
 #: kind -> differentiable?
@@ -61,12 +62,12 @@ def parse_shape(shape: str | Iterable[Dim]) -> tuple[Dim, ...]:
             if size < 1:
                 raise SpecError(f"shape {shape!r}: fixed size {size} must be >= 1")
             dims.append(size)
-        elif isinstance(part, str) and _SYMBOL.match(part):
-            dims.append(part)
+        elif isinstance(part, str) and (_SYMBOL.match(part) or _MULTIPLE.match(part)):
+            dims.append(part.replace("*", ""))
         else:
             raise SpecError(
-                f"shape {shape!r}: {part!r} is not a dimension; use symbols like N, D or integers, "
-                "separated by commas ('N,D', 'N,3,H,W')"
+                f"shape {shape!r}: {part!r} is not a dimension; use symbols like N, D, integers, or a "
+                "multiple like 4H, separated by commas ('N,D', 'N,3,H,W', 'D,4H')"
             )
     return tuple(dims)
 
@@ -92,14 +93,14 @@ class InputSpec:
     @property
     def symbols(self) -> tuple[str, ...]:
         """Symbols in order of appearance (``classes`` last)."""
-        found = [d for d in self.shape if isinstance(d, str)]
+        found = [_symbol_of(d) for d in self.shape if isinstance(d, str)]
         if isinstance(self.classes, str):
             found.append(self.classes)
         return tuple(dict.fromkeys(found))
 
     def resolve(self, dims: Mapping[str, int]) -> tuple[int, ...]:
         """The concrete shape for one case: ``("N", 3)`` with ``N=2`` -> ``(2, 3)``."""
-        return tuple(dims[d] if isinstance(d, str) else d for d in self.shape)
+        return tuple(_size_of(d, dims) if isinstance(d, str) else d for d in self.shape)
 
     def describe(self) -> str:
         text = ",".join(str(d) for d in self.shape)
@@ -107,6 +108,16 @@ class InputSpec:
             return text
         extra = f", classes={self.classes}" if self.kind == "labels" else ""
         return f"{self.kind}({text}{extra})"
+
+
+def _symbol_of(dim: str) -> str:
+    multiple = _MULTIPLE.match(dim)
+    return multiple.group(2) if multiple else dim
+
+
+def _size_of(dim: str, dims: Mapping[str, int]) -> int:
+    multiple = _MULTIPLE.match(dim)
+    return int(multiple.group(1)) * dims[multiple.group(2)] if multiple else dims[dim]
 
 
 def labels(shape: str | Iterable[Dim], classes: Dim) -> InputSpec:

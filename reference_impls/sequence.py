@@ -305,10 +305,7 @@ bc.register(
     "lstm_step",
     forward=lstm_step_forward,
     backward=lstm_step_backward,
-    # G stands for 4H: a shape spec holds symbols and integers, not products.
-    inputs={"x": "N,D", "prev_h": "N,H", "prev_c": "N,H", "Wx": "D,G", "Wh": "H,G", "b": "G"},
-    dims={"G": tuple(4 * h for h in range(1, 7))},
-    constraint=lambda d: d["G"] == 4 * d["H"],
+    inputs={"x": "N,D", "prev_h": "N,H", "prev_c": "N,H", "Wx": "D,4H", "Wh": "H,4H", "b": "4H"},
     outputs=2,
     torch_forward=torch_refs_sequence.lstm_step,
 )

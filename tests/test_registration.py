@@ -63,6 +63,15 @@ def test_spec_strings_parse_symbols_and_fixed_sizes():
     assert parse_shape("N,3,H,W") == ("N", 3, "H", "W")
     assert parse_shape("") == ()
     assert parse_shape(" N , D ") == ("N", "D")
+    assert parse_shape("D,4H") == ("D", "4H") == parse_shape("D,4*H")
+
+
+def test_a_multiple_of_a_symbol_resolves_to_that_multiple():
+    from checker.spec import InputSpec
+
+    spec = InputSpec(parse_shape("D,4H"))
+    assert spec.symbols == ("D", "H")
+    assert spec.resolve({"D": 3, "H": 2}) == (3, 8)
 
 
 def test_registration_orders_symbols_by_appearance_and_applies_dims_rules():
