@@ -20,7 +20,7 @@ from checker.checks import check_deterministic, check_finite, check_gradient, ch
 from checker.compare import EXACT, compare_arrays
 from checker.diagnose import GradientContext
 from checker.grading.plan import ExerciseCase
-from checker.grading.sandbox import CallResult, Returned, SubmissionRun, Value
+from checker.grading.records import CallResult, Returned, SubmissionRun, Value
 from checker.results import CheckResult
 
 __all__ = ["ExerciseGrade", "grade_exercise", "hint_for", "run_problem"]

@@ -15,7 +15,7 @@ import numpy as np
 from checker.calls import build_model, call_forward, normalize_gradients
 from checker.cases import Case, make_case
 from checker.fuzz import plan_dims
-from checker.grading.sandbox import Call
+from checker.grading.records import Call
 from checker.registry import Target, get_target
 
 __all__ = ["ExerciseCase", "plan_exercise", "plan_exercises"]

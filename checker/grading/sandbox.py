@@ -51,14 +51,24 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from checker.grading import worker as protocol
 from checker.grading.imports import FORBIDDEN_MODULES, ForbiddenImport, forbidden_imports
+from checker.grading.records import (
+    Call,
+    CallError,
+    CallResult,
+    Limits,
+    Returned,
+    SubmissionRun,
+    Value,
+    article,
+)
 
 __all__ = [
     "SANDBOX_GID",
@@ -85,250 +95,6 @@ _MAX_SUBMISSION_FILES = 2000
 _MAX_HEADER_BYTES = 16 * 2**20
 _EXIT_GRACE_S = 0.5  # after the worker ends: how long stdout/stderr may keep draining
 _POLL_S = 0.1
-
-
-# ------------------------------------------------------------------------------------ the request
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-submission limits. ``cpu_s=None`` means ``timeout_s + 1``, so a busy loop meets the wall clock
-    first. ``memory_mb`` is address space (RLIMIT_AS), which numpy with one BLAS thread fits in easily."""
-
-    timeout_s: float = 60.0
-    cpu_s: float | None = None
-    memory_mb: int = 2048
-    max_output_bytes: int = 64 * 2**20
-    max_log_bytes: int = 64 * 2**10
-    max_processes: int = 16
-    max_file_bytes: int = 16 * 2**20
-
-    def __post_init__(self) -> None:
-        for name in (
-            "timeout_s",
-            "cpu_s",
-            "memory_mb",
-            "max_output_bytes",
-            "max_log_bytes",
-            "max_file_bytes",
-        ):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"Limits({name}={value!r}): must be a positive number")
-        if self.memory_mb < 256:
-            raise ValueError(
-                f"Limits(memory_mb={self.memory_mb!r}): the worker itself (python + numpy) needs about "
-                "100 MB of address space; use at least 256"
-            )
-        if not (isinstance(self.max_processes, int) and self.max_processes >= 0):
-            raise ValueError(f"Limits(max_processes={self.max_processes!r}): must be an int >= 0")
-
-    def for_worker(self) -> dict[str, Any]:
-        cpu = self.cpu_s if self.cpu_s is not None else self.timeout_s + 1
-        return {**asdict(self), "cpu_s": math.ceil(cpu)}
-
-
-@dataclass(frozen=True)
-class Call:
-    """One thing the worker runs, referring to the grader's arrays by name (JSON-serialisable).
-
-    - ``style="layer"``: ``forward(*inputs, **hyper) -> (out..., cache)`` with ``outputs`` outputs, then,
-      when ``douts`` is given (one per output), ``backward(*douts, cache)``. No douts: forward only.
-    - ``style="loss"``: ``value_and_grad(*inputs, **hyper) -> (loss, grads)``.
-    - ``style="model"``: ``obj = model(**init)``; ``obj.params[key.rsplit("/", 1)[-1]] = arrays[key]`` for
-      each key of ``params`` (cases send ``"net/0/W1"``, ``"net/1/W1"``); ``getattr(obj, method)(*inputs, **hyper) -> (loss, grads)``.
-
-    ``hyper`` and ``init`` are JSON; ``{"$array": "running_mean"}`` anywhere inside stands for a copy
-    of that array (cs231n's ``bn_param``). ``repeat_backward`` runs backward (loss/model: the whole
-    call, with params reset) a second time on fresh copies, to expose state that accumulates.
-    """
-
-    id: str
-    style: Literal["layer", "loss", "model"]
-    inputs: tuple[str, ...] = ()
-    forward: str | None = None
-    backward: str | None = None
-    value_and_grad: str | None = None
-    model: str | None = None
-    method: str = "loss"
-    init: dict[str, Any] = field(default_factory=dict)
-    params: tuple[str, ...] = ()
-    hyper: dict[str, Any] = field(default_factory=dict)
-    outputs: int = 1
-    douts: tuple[str, ...] = ()
-    repeat_backward: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("inputs", "params", "douts"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        where = f"Call(id={self.id!r})"
-        needed = {"layer": ("forward",), "loss": ("value_and_grad",), "model": ("model",)}
-        if self.style not in needed:
-            raise ValueError(f"{where}: style={self.style!r}; use 'layer', 'loss' or 'model'")
-        for name in needed[self.style] + (("backward",) if self.style == "layer" and self.douts else ()):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{where}: style={self.style!r} needs {name}= (a function or class name)")
-        if not (isinstance(self.outputs, int) and self.outputs >= 1):
-            raise ValueError(f"{where}: outputs={self.outputs!r} must be an int >= 1")
-        if self.style == "layer" and self.douts and len(self.douts) != self.outputs:
-            raise ValueError(
-                f"{where}: {len(self.douts)} douts for outputs={self.outputs}; give one dout per output"
-            )
-        try:
-            json.dumps([self.hyper, self.init], allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"{where}: hyper and init must be JSON ({exc}); pass arrays as {{'$array': name}}"
-            ) from None
-
-    def array_names(self) -> list[str]:
-        """Every key of ``arrays`` this call uses, including ``$array`` references."""
-        names = [*self.inputs, *self.douts, *self.params]
-
-        def refs(value: Any) -> None:
-            if isinstance(value, dict):
-                if set(value) == {"$array"}:
-                    names.append(value["$array"])
-                else:
-                    for item in value.values():
-                        refs(item)
-            elif isinstance(value, list):
-                for item in value:
-                    refs(item)
-
-        refs(self.hyper)
-        refs(self.init)
-        return names
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "inputs": list(self.inputs),
-            "params": list(self.params),
-            "douts": list(self.douts),
-        }
-
-
-# ------------------------------------------------------------------------------------ the results
-
-
-@dataclass(frozen=True, eq=False)
-class Value:
-    """One value the student returned. ``array`` is a plain float64/int64/bool ndarray, or None when the
-    value was refused; then ``error`` says why, phrased to follow a name: ``"dw " + error``."""
-
-    type: str
-    array: np.ndarray | None
-    error: str | None = None
-    dtype: str = ""
-
-    def message(self, name: str) -> str:
-        return f"{name} {self.error}" if self.error else f"{name} is {_article(self.type)} {self.type}"
-
-
-@dataclass(frozen=True, eq=False)
-class Returned:
-    """A returned gradient set as the student structured it: ``structure`` is ``tuple``, ``list``
-    (keys "0", "1", ...), ``dict`` (the student's keys), ``array`` (one bare value, key ""), ``none`` or
-    ``other`` (key ""). Mapping keys to input names is the scorer's job."""
-
-    structure: str
-    keys: tuple[str, ...]
-    values: tuple[Value, ...]
-
-    def items(self) -> list[tuple[str, Value]]:
-        return list(zip(self.keys, self.values, strict=True))
-
-    def __getitem__(self, key: str) -> Value:
-        return self.values[self.keys.index(key)]
-
-
-@dataclass(frozen=True)
-class CallError:
-    """Why a call failed. ``type`` is the exception class ("" when the harness found the problem, e.g.
-    a missing function); ``phase`` is lookup, forward, backward, backward_again, init, loss,
-    loss_again, import, encode, or worker (the process died, timed out or never reached the call)."""
-
-    type: str
-    message: str
-    phase: str
-    file: str = ""
-    line: int = 0
-    traceback: str = ""
-
-    @property
-    def summary(self) -> str:
-        head = f"{self.type}: {self.message}" if self.type else self.message
-        return f"{head} ({self.file} line {self.line})" if self.file and self.line else head
-
-
-@dataclass(frozen=True, eq=False)
-class CallResult:
-    """What one call produced. ``status``: ``ok`` (no exception; values may still be refused or wrong),
-    ``error`` (see ``error``), ``not_run`` (the worker ended before reaching it).
-    ``inputs_after`` / ``douts_after`` / ``hyper_after`` hold the arrays the student was given, as they
-    are after the calls (compare with what was sent to detect in-place mutation); model params are in
-    ``inputs_after`` under their names."""
-
-    id: str
-    status: Literal["ok", "error", "not_run"]
-    outputs: tuple[Value, ...] = ()
-    loss: Value | None = None
-    gradients: Returned | None = None
-    loss_again: Value | None = None
-    gradients_again: Returned | None = None
-    inputs_after: Mapping[str, Value] = field(default_factory=dict)
-    douts_after: Mapping[str, Value] = field(default_factory=dict)
-    hyper_after: Mapping[str, Value] = field(default_factory=dict)
-    error: CallError | None = None
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-@dataclass(frozen=True, eq=False)
-class SubmissionRun:
-    """Everything one submission's worker produced. ``completed``: the worker ran every call and said
-    so. ``timed_out``: wall clock (``timeout_s``) or CPU time (``cpu_s``) ran out. ``memory_exceeded``:
-    a MemoryError was raised (RLIMIT_AS). ``crashed``: killed by a signal the grader did not send
-    (``signal`` names it, e.g. ``"SIGSEGV"``). ``worker_error`` is a harness failure, not the student's;
-    ``protocol_error`` means the worker's messages became unreadable (the student wrote to the result
-    pipe, or sent more than ``max_output_bytes``). ``isolation`` is what the worker set up before any
-    student code ran: ``uid``, ``network_cut``, ``no_new_privs``, the rlimits in ``limits``."""
-
-    submission: str
-    calls: Mapping[str, CallResult]
-    completed: bool
-    timed_out: bool = False
-    memory_exceeded: bool = False
-    crashed: bool = False
-    exit_code: int | None = None
-    signal: str | None = None
-    import_errors: tuple[CallError, ...] = ()
-    forbidden_imports: tuple[ForbiddenImport, ...] = ()
-    stdout: str = ""
-    stderr: str = ""
-    stdout_bytes: int = 0
-    stderr_bytes: int = 0
-    worker_error: str | None = None
-    protocol_error: str | None = None
-    user: str = ""
-    isolation: Mapping[str, Any] = field(default_factory=dict)
-    limits: Limits = field(default_factory=Limits)
-    seconds: float = 0.0
-
-    @property
-    def import_error(self) -> str | None:
-        """``"layers.py line 3: SyntaxError: invalid syntax"`` (all failing modules, ``; ``-joined)."""
-        if not self.import_errors:
-            return None
-        parts = []
-        for e in self.import_errors:
-            where = f"{e.file} line {e.line}: " if e.line else (f"{e.file}: " if e.file else "")
-            parts.append(f"{where}{e.type}: {e.message}" if e.type else f"{where}{e.message}")
-        return "; ".join(parts)
 
 
 # ------------------------------------------------------------------------------------ public entry
@@ -834,10 +600,10 @@ def _value(info: Any, blobs: list[bytes]) -> Value:
     if family not in ("ndarray", "numpy-scalar", "number"):
         detail = f" ({note})" if note else ""
         return Value(
-            type=kind, array=None, error=f"is {_article(kind)} {kind}, expected a numpy array{detail}"
+            type=kind, array=None, error=f"is {article(kind)} {kind}, expected a numpy array{detail}"
         )
     if info.get("exact") is not True:
-        message = f"is {_article(kind)} {kind}, expected a plain numpy array: return np.asarray(...) of it"
+        message = f"is {article(kind)} {kind}, expected a plain numpy array: return np.asarray(...) of it"
         return Value(type=kind, array=None, error=message, dtype=dtype)
     if parsed is None or parsed.kind not in "biuf" or parsed.fields is not None:
         return Value(type=kind, array=None, error=f"has dtype {dtype}, expected a float array", dtype=dtype)
@@ -854,10 +620,6 @@ def _value(info: Any, blobs: list[bytes]) -> Value:
             type=kind, array=None, error="could not be read: its shape differs from its record", dtype=dtype
         )
     return Value(type=kind, array=array, dtype=dtype)
-
-
-def _article(noun: str) -> str:
-    return "an" if noun[:1].lower() in "aeiou" else "a"
 
 
 def _returned(info: Any, blobs: list[bytes]) -> Returned:
