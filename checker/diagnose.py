@@ -374,6 +374,27 @@ def _factor_not_applied(
     return None
 
 
+def _extra_input_factor(
+    g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance
+) -> Diagnosis | None:
+    """``dx = dout * x * (x > 0)``: the mask is right but the gradient also carries the input as a factor."""
+    masked = _negligible(t, tol)
+    if not masked.any() or masked.all():
+        return None
+    for other, value in ctx.inputs.items():
+        factor = np.asarray(value, dtype=np.float64)
+        if factor.shape != g.shape or np.allclose(factor, 1.0):
+            continue
+        if _close(g, t * factor, tol):
+            return Diagnosis(
+                "wrong_mask",
+                f"{ctx.grad_name} is the right mask times {other}: where the mask is on, the gradient passes "
+                f"dout through unchanged, it is not multiplied by {other}",
+                {"factor": other},
+            )
+    return None
+
+
 def _wrong_mask(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) -> Diagnosis | None:
     """The relu / leaky relu / max-pool / dropout family: the mismatch follows what the forward selected.
 
@@ -381,7 +402,7 @@ def _wrong_mask(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Toleran
     only where the gradient is zero (a mask left out, a whole pooling window); the right values at
     the wrong entries (misrouted); wrong exactly on one side of a comparison (a branch's factor).
     """
-    found = _factor_not_applied(g, t, ctx, tol)
+    found = _factor_not_applied(g, t, ctx, tol) or _extra_input_factor(g, t, ctx, tol)
     if found is not None:
         return found
     partitions = _partitions(ctx, t.shape)

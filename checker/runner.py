@@ -569,6 +569,9 @@ def _check_case(target: Target, case: Case, options: CheckOptions) -> list[Check
             fd_started = time.perf_counter()
             try:
                 fd_row = _fd_rows(name, actual, run, options, tol, rng, context, best_exact)
+                if fd_row.status == "fail":
+                    curve = finite_diff.step_curve(run.objective, dict(run.param_values), name, actual)
+                    fd_row = replace(fd_row, evidence=fd_row.evidence | {"step_curve": curve})
             except UserError as err:
                 fd_row = CheckResult(
                     "grad_fd", name, "error", f"while taking finite differences: {err.message}"

@@ -792,3 +792,14 @@ def test_codes_list_every_code_given_here_and_elsewhere():
     elsewhere = {"forward_mismatch", "mutates_input", "stateful", "shape_dependent"}
     assert produced | elsewhere == set(CODES)
     assert SEEN_CODES - {""} <= set(CODES)
+
+
+def test_relu_mask_times_x_is_a_wrong_mask_naming_the_extra_factor():
+    rng = np.random.default_rng(4)
+    x, dout = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    ctx = GradientContext("x", (4, 5), ("N", "D"), {"N": 4, "D": 5}, ((4, 5),), ("N", "D"), {"x": x}, (dout,))
+    expected = dout * (x > 0)
+    found = diagnose_gradient(dout * x * (x > 0), expected, ctx)
+    assert found.code == "wrong_mask"
+    assert "not multiplied by x" in found.message
+    assert diagnose_gradient(expected, expected, ctx).code == ""

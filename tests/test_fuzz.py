@@ -81,6 +81,8 @@ def test_shape_pattern_words():
     assert shape_pattern(neq) == "fails whenever D != M"
     assert shape_pattern([({"N": 1}, True), ({"N": 2}, True)]) == "fails at every shape"
     assert shape_pattern([({"N": 1}, False)]) == ""
+    lucky = [({"N": 1, "D": 1}, False), ({"N": 2, "D": 3}, True), ({"N": 4, "D": 2}, True)]
+    assert shape_pattern(lucky) == "fails at every shape"  # a one-element pass proves nothing
 
 
 def test_a_correct_function_never_fails_across_many_seeds():

@@ -7,7 +7,7 @@ passes if any estimate agrees. A real bug is wrong at every step; noise and kink
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +21,13 @@ __all__ = [
     "confirm_entries",
     "directional_check",
     "elementwise_gradient",
+    "step_curve",
     "step_size",
 ]
 
 Objective = Callable[[Mapping[str, np.ndarray]], float]
+#: Steps of :func:`step_curve`: half-decades from 1e-12 to 1 (truncation and round-off both show).
+STEPS = np.logspace(-12, 0, 25)
 #: Step multipliers tried, in order, before an entry is reported wrong.
 CONFIRM_FACTORS = (0.01, 10.0, 0.0001)
 
@@ -168,3 +171,36 @@ def directional_check(
             continue
         return DirectionalResult(False, predicted, measured[0], abs(predicted - measured[0]), k + 1)
     return DirectionalResult(True, float("nan"), float("nan"), 0.0, directions)
+
+
+def step_curve(
+    objective: Callable[[Mapping[str, np.ndarray]], float],
+    values: Mapping[str, np.ndarray],
+    name: str,
+    gradient: np.ndarray,
+    direction: np.ndarray | None = None,
+    steps: Sequence[float] | np.ndarray = STEPS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``|(L(x + h v) - L(x - h v)) / 2h - <gradient, v>|`` for each step ``h``; x is ``values[name]``.
+
+    ``gradient``: the user's gradient, x's shape; ``direction``: a unit ``v`` of x's shape (a seeded
+    random one when None). Returns ``(steps, errors)``, both ``(len(steps),)``. A right gradient
+    draws a V on log-log axes (truncation error ~ h^2 on the right, round-off ~ 1/h on the left,
+    reaching ~1e-10); a wrong one flattens into a plateau at the size of its error. Cost: two calls
+    of ``objective`` per step.
+    """
+    x = np.asarray(values[name], dtype=np.float64)
+    g = np.asarray(gradient, dtype=np.float64)
+    if direction is None:
+        direction = np.random.default_rng(0).standard_normal(x.shape)
+    v = np.asarray(direction, dtype=np.float64)
+    v = v / max(float(np.linalg.norm(v)), 1e-300)
+    predicted = float(np.sum(g * v))
+    hs = np.asarray(steps, dtype=np.float64)
+    errors = np.empty_like(hs)
+    for i, h in enumerate(hs):
+        plus, minus = dict(values), dict(values)
+        plus[name], minus[name] = x + h * v, x - h * v
+        measured = (float(objective(plus)) - float(objective(minus))) / (2 * h)
+        errors[i] = abs(measured - predicted)
+    return hs, errors
