@@ -1,17 +1,38 @@
 """backprop-check: verify hand-written backpropagation.
 
-import checker as bc
-bc.register("affine", forward=affine_forward, backward=affine_backward,
-            inputs={"x": "N,D", "w": "D,M", "b": "M"})
-report = bc.check("affine")
+    import checker as bc
+    bc.register("affine", forward=affine_forward, backward=affine_backward,
+                inputs={"x": "N,D", "w": "D,M", "b": "M"})
+    report = bc.check("affine")
+
+The names below load on first use, so that importing ``checker`` (as the pytest plugin does on
+every pytest run) costs nothing until the harness is used.
 """
 
-from checker.compare import EXACT, FINITE_DIFFERENCE, Tolerance
-from checker.errors import BackpropCheckError, RegistrationError, SpecError, TargetNotFound
-from checker.registry import Target, Tolerances, get_target, register, variant
-from checker.results import COLUMNS, CheckResult, FunctionSummary, Report
-from checker.spec import const, labels, mask, positive, probability
-from checker.suite import check, run
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from checker.compare import EXACT, FINITE_DIFFERENCE, Tolerance
+    from checker.errors import BackpropCheckError, RegistrationError, SpecError, TargetNotFound
+    from checker.registry import Target, Tolerances, get_target, register, variant
+    from checker.results import COLUMNS, CheckResult, FunctionSummary, Report
+    from checker.spec import const, labels, mask, positive, probability
+    from checker.suite import check, run
+
+__version__ = "0.1.0"
+
+_SOURCES = {
+    "checker.compare": ("EXACT", "FINITE_DIFFERENCE", "Tolerance"),
+    "checker.errors": ("BackpropCheckError", "RegistrationError", "SpecError", "TargetNotFound"),
+    "checker.registry": ("Target", "Tolerances", "get_target", "register", "variant"),
+    "checker.results": ("COLUMNS", "CheckResult", "FunctionSummary", "Report"),
+    "checker.spec": ("const", "labels", "mask", "positive", "probability"),
+    "checker.suite": ("check", "run"),
+}
+_WHERE = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "COLUMNS",
@@ -38,4 +59,15 @@ __all__ = [
     "run",
     "variant",
 ]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'checker' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

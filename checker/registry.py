@@ -15,7 +15,7 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,16 +340,18 @@ def collect(module: Any) -> list[Target]:
     return [t for (mod, _), t in REGISTRY.items() if mod == name or mod.startswith(name + ".")]
 
 
-def get_target(name: str | Target) -> Target:
-    """Look a registered target up by name (the most recent registration wins)."""
+def get_target(name: str | Target, module: str | None = None) -> Target:
+    """Look a registered target up by name (the most recent registration wins), or by module and name."""
     if isinstance(name, Target):
         return name
+    if module is not None:
+        if (module, name) not in REGISTRY:
+            importlib.import_module(module)
+        if (module, name) in REGISTRY:
+            return REGISTRY[(module, name)]
+        raise TargetNotFound(f"{module} registers no function called {name!r}")
     found = [t for (_, n), t in REGISTRY.items() if n == name]
     if not found:
         known = ", ".join(sorted({n for _, n in REGISTRY})) or "none yet"
         raise TargetNotFound(f"no function registered as {name!r} (registered: {known})")
     return found[-1]
-
-
-def targets_named(names: Iterable[str]) -> list[Target]:
-    return [get_target(n) for n in names]

@@ -91,7 +91,7 @@ def _reference_answers(
 
 def plan_exercise(exercise: Any, *, seed: int = 0, cases: int | None = None) -> list[ExerciseCase]:
     """The graded cases of ``exercise`` (an ``Exercise`` record of the bank)."""
-    target = get_target(exercise.name)
+    target = get_target(exercise.name, module=exercise.module)
     planned: list[ExerciseCase] = []
     for index, (label, dims) in enumerate(plan_dims(target, cases or DEFAULT_GRADING_CASES, seed)):
         case = make_case(target, dims, seed, index, label)

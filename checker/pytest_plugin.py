@@ -1,0 +1,552 @@
+"""The pytest door: ``pytest --backprop-check mymodule`` and the ``backprop`` fixture.
+
+Every function a module registers becomes one test item, ``mymodule::backprop[affine]``, run next to
+the rest of the suite; a failing item prints the harness's own report (check, gradient, diagnosis,
+dims, shape pattern, shrunk dims, reproduce command) instead of a traceback from inside the harness.
+
+Only pytest and the standard library are imported here at module level: the harness (numpy,
+hypothesis, torch, pandas) loads when ``--backprop-check``, an ini setting or the fixture is used.
+
+Items are made in ``pytest_collection_modifyitems`` (``tryfirst``, so ``-k``, ``-m`` and
+``--deselect`` still filter them) by expanding one collector per module with ``session.genitems``: an
+unimportable module is then an ordinary collection error, reported by pytest itself. Under xdist
+every worker builds the same items; each finished item carries its records, as plain data, on its
+call report (``report.backprop_check``), which xdist sends to the controller, and only the
+controller gathers them (``pytest_runtest_logreport``), prints the summary and writes the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from checker.registry import Target
+    from checker.results import CheckResult, FunctionSummary, Report
+
+__all__ = ["BackpropFixture", "BackpropItem", "BackpropModule", "backprop", "failure_text"]
+
+GROUP = "backprop-check"
+#: The attribute of a test report that carries its records to the controller.
+REPORT_ATTRIBUTE = "backprop_check"
+_NOT_GRADIENTS = frozenset({"", "forward", "backward", "loss", "timeout"})
+_MAX_GROUPS = 8
+_MAX_DIMS = 4
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "backprop-check: verify hand-written numpy backprop")
+    group.addoption(
+        "--backprop-check",
+        action="append",
+        default=None,
+        metavar="MODULE",
+        dest="backprop_check",
+        help="check every function MODULE registers, one test item each (a dotted module name or a .py "
+        "path, relative to the rootdir); repeatable; replaces the backprop_check_modules ini setting",
+    )
+    group.addoption(
+        "--backprop-cases",
+        type=int,
+        default=None,
+        metavar="N",
+        dest="backprop_cases",
+        help="cases (dimension sizes) per function (default 6)",
+    )
+    group.addoption(
+        "--backprop-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        dest="backprop_seed",
+        help="random seed for the cases (default 0); the same seed gives the same cases",
+    )
+    group.addoption(
+        "--backprop-report",
+        default=None,
+        metavar="PATH",
+        dest="backprop_report",
+        help="write a report of every check run (.csv .json .md .html, by extension)",
+    )
+    group.addoption(
+        "--backprop-tol",
+        default=None,
+        metavar="TOL",
+        dest="backprop_tol",
+        help='tolerances replacing the registered ones, e.g. "rtol=1e-6,fd_rtol=1e-4" (keys: rtol, atol '
+        "against exact oracles; fd_rtol, fd_atol against finite differences)",
+    )
+    parser.addini("backprop_check_modules", "modules to check, one per line", type="linelist", default=[])
+    parser.addini("backprop_cases", "cases per function (default 6)", default="")
+    parser.addini("backprop_seed", "random seed for the cases (default 0)", default="")
+    parser.addini(
+        "backprop_report", "report path (.csv .json .md .html), relative to the ini file", default=""
+    )
+    parser.addini("backprop_tol", 'tolerances, e.g. "rtol=1e-6,fd_rtol=1e-4"', default="")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The run's settings, from the command line, else the ini file, else the defaults."""
+
+    modules: tuple[str, ...] = ()
+    seed: int = 0
+    cases: int | None = None
+    tol: dict[str, float] | None = None
+    tol_text: str = ""
+    report: Path | None = None
+    #: Whether any backprop-check option or ini setting was given (the header is shown only then).
+    active: bool = False
+
+
+def _int_setting(value: object, name: str, minimum: int | None = None) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise pytest.UsageError(f"{name}={value!r}: expected a whole number") from None
+    if minimum is not None and number < minimum:
+        raise pytest.UsageError(f"{name}={number}: must be >= {minimum}")
+    return number
+
+
+def _parse_tolerance(text: str, name: str) -> dict[str, float]:
+    """``"rtol=1e-6,fd_rtol=1e-4"`` -> ``{"rtol": 1e-06, "fd_rtol": 0.0001}``; keys are checked by the harness."""
+    tol: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            tol[key.strip()] = float(value)
+        except ValueError:
+            raise pytest.UsageError(
+                f"{name} {text!r}: expected KEY=NUMBER pairs like rtol=1e-6,fd_rtol=1e-4"
+            ) from None
+    from checker.errors import RegistrationError
+    from checker.registry import Tolerances
+
+    try:
+        Tolerances.coerce(tol)
+    except RegistrationError as err:
+        raise pytest.UsageError(f"{name} {text!r}: {err}") from None
+    return tol
+
+
+def _setting(config: pytest.Config, name: str) -> tuple[str, str]:
+    """The option's value, else the ini setting's, as stripped text, with the name to blame for it."""
+    value = getattr(config.option, name)
+    if value is not None:
+        return str(value).strip(), "--" + name.replace("_", "-")
+    return str(config.getini(name)).strip(), name
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """Command-line options override ini settings; a bad value is a usage error that names it."""
+    option = config.option
+    cli_modules = option.backprop_check
+    modules = cli_modules if cli_modules is not None else config.getini("backprop_check_modules")
+    modules = tuple(dict.fromkeys(m.strip() for m in modules if m.strip()))
+    seed_raw, seed_name = _setting(config, "backprop_seed")
+    seed = _int_setting(seed_raw, seed_name) if seed_raw else 0
+    cases_raw, cases_name = _setting(config, "backprop_cases")
+    cases = _int_setting(cases_raw, cases_name, minimum=1) if cases_raw else None
+    tol_text, tol_name = _setting(config, "backprop_tol")
+    report: Path | None = None
+    if option.backprop_report:
+        report = config.invocation_params.dir / option.backprop_report
+    elif config.getini("backprop_report"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        report = base / str(config.getini("backprop_report"))
+    active = bool(modules or seed_raw or cases_raw or tol_text) or report is not None
+    if report is not None:
+        from checker.report import FORMATS
+
+        if report.suffix.lower() not in (*FORMATS, ".htm"):
+            raise pytest.UsageError(
+                f"backprop report {str(report)!r}: the extension must be one of {', '.join(FORMATS)}"
+            )
+    tol = _parse_tolerance(tol_text, tol_name) if tol_text else None
+    return Settings(modules, seed, cases, tol, tol_text, report, active)
+
+
+SETTINGS = pytest.StashKey[Settings]()
+#: Per item: (records, summary) of each function it checked, not yet put on a report.
+PENDING = pytest.StashKey["list[tuple[list[CheckResult], FunctionSummary]]"]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backprop(seed=None, cases=None, tol=None): settings for the backprop fixture in this test; "
+        "also on every --backprop-check item (select them with -m backprop)",
+    )
+    config.stash[SETTINGS] = read_settings(config)
+    config.pluginmanager.register(BackpropSession(config), "backprop-check-session")
+
+
+# --- the failure text --------------------------------------------------------------------------------
+
+
+def _gradient_label(record: CheckResult, function_names: frozenset[str]) -> str:
+    if record.target in _NOT_GRADIENTS or record.target in function_names:
+        return f"in {record.target}" if record.target else ""
+    return f"gradient d{record.target}"
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines() or [""])
+
+
+def failure_text(
+    summary: FunctionSummary,
+    records: Iterable[CheckResult],
+    seed: int,
+    function_names: frozenset[str] = frozenset(),
+    extra: Iterable[str] = (),
+) -> str:
+    """The harness's own account of one failing function: one block per failing (check, gradient, diagnosis).
+
+    The first line stands alone (pytest's short summary and junit's message show only it).
+    """
+    verb = "failed" if summary.status == "fail" else "raised an error"
+    head = f"{summary.function}: {summary.failed_cases} of {summary.cases} cases {verb}"
+    if summary.diagnoses:
+        head += f"; diagnosis: {summary.diagnoses}"
+    head += f" (seed {seed})"
+    groups: dict[tuple[str, str, str], list[CheckResult]] = {}
+    for record in records:
+        if record.failed:
+            groups.setdefault((record.check, record.target, record.diagnosis), []).append(record)
+    lines = [head]
+    for (check, _, diagnosis), rows in list(groups.items())[:_MAX_GROUPS]:
+        first = rows[0]
+        parts = [f"check {check}", _gradient_label(first, function_names)]
+        if first.status == "error":
+            parts.append("error")
+        else:
+            parts.append(f"diagnosis {diagnosis}" if diagnosis else "no diagnosis")
+        lines.append("  " + ", ".join(p for p in parts if p) + ":")
+        lines.append(_indent(first.message, "    "))
+        dims = list(dict.fromkeys(f"{r.dims} ({r.case_label})" if r.case_label else r.dims for r in rows))
+        more = f"; and {len(dims) - _MAX_DIMS} more" if len(dims) > _MAX_DIMS else ""
+        lines.append(f"    failing dims: {'; '.join(dims[:_MAX_DIMS])}{more}")
+    if len(groups) > _MAX_GROUPS:
+        lines.append(
+            f"  ... and {len(groups) - _MAX_GROUPS} more failing checks (write them with --backprop-report)"
+        )
+    if summary.shape_pattern:
+        lines.append(f"  shape pattern: {summary.shape_pattern}")
+    if summary.shrunk_dims:
+        lines.append(f"  shrunk dims:   {summary.shrunk_dims}")
+    if summary.reproduce:
+        lines.append(f"  reproduce:     {summary.reproduce}")
+    lines.extend(f"  {line}" for line in extra)
+    return "\n".join(lines)
+
+
+def _function_names(target: Target) -> frozenset[str]:
+    return frozenset(getattr(fn, "__name__", "") for fn in target.user_functions.values())
+
+
+# --- items --------------------------------------------------------------------------------------------
+
+
+class BackpropFailure(Exception):
+    """Raised by an item whose function did not pass; its only argument is the text to show."""
+
+
+class BackpropModule(pytest.Collector):
+    """One ``--backprop-check`` module: importing it happens in ``collect``, so a failure is a collection error."""
+
+    def __init__(self, *, spec: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def collect(self) -> list[pytest.Item]:
+        from checker.errors import TargetNotFound
+        from checker.registry import collect, import_target_module
+
+        try:
+            module = import_target_module(self.spec, self.config.rootpath)
+        except TargetNotFound as err:
+            raise self.CollectError(f"backprop-check: {err}") from None
+        targets = collect(module)
+        if not targets:
+            raise self.CollectError(
+                f"backprop-check: {self.spec!r} registers no functions; call bc.register(...) at import time"
+            )
+        names = [t.name for t in targets]
+        module_file = getattr(module, "__file__", None)
+        items: list[pytest.Item] = []
+        for target in targets:
+            label = target.name if names.count(target.name) == 1 else f"{target.module}.{target.name}"
+            kwargs: dict[str, Any] = {"path": Path(module_file)} if module_file else {}
+            items.append(BackpropItem.from_parent(self, name=f"backprop[{label}]", target=target, **kwargs))
+        return items
+
+
+class BackpropItem(pytest.Item):
+    """One registered function, checked over its cases by :func:`checker.suite.check_target`."""
+
+    def __init__(self, *, target: Target, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target = target
+        self.add_marker("backprop")
+
+    @property
+    def source(self) -> str:
+        """Where the function came from, as the user named it (for the reproduce command)."""
+        return self.parent.name if self.parent is not None else self.target.module
+
+    def runtest(self) -> None:
+        from checker.registry import Tolerances
+        from checker.runner import CheckOptions
+        from checker.suite import check_target
+
+        settings = self.config.stash[SETTINGS]
+        options = CheckOptions(tol=None if settings.tol is None else Tolerances.coerce(settings.tol))
+        records, summary = check_target(
+            self.target, seed=settings.seed, cases=settings.cases, options=options, source=self.source
+        )
+        if summary.reproduce and settings.tol_text:
+            summary = dataclasses.replace(summary, reproduce=f"{summary.reproduce} --tol {settings.tol_text}")
+        self.stash.setdefault(PENDING, []).append((records, summary))
+        if summary.status != "pass":
+            names = _function_names(self.target)
+            raise BackpropFailure(
+                failure_text(summary, records, settings.seed, names, [self._rerun_line(settings)])
+            )
+
+    def _rerun_line(self, settings: Settings) -> str:
+        """The same item again in pytest (the reproduce line above pins the smallest failing dims instead)."""
+        options = f"--backprop-check {self.source} --backprop-seed {settings.seed}"
+        if settings.cases is not None:
+            options += f" --backprop-cases {settings.cases}"
+        if settings.tol_text:
+            options += f' --backprop-tol "{settings.tol_text}"'
+        return f'rerun:         pytest {options} -k "{self.name}"'
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, BackpropFailure):
+            return str(excinfo.value.args[0])
+        from checker.errors import BackpropCheckError
+
+        if isinstance(excinfo.value, BackpropCheckError):
+            return f"backprop-check: {type(excinfo.value).__name__}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
+        functions = self.target.user_functions
+        main = functions.get("backward") or functions.get("value_and_grad") or functions.get("loss")
+        try:
+            path = inspect.getsourcefile(inspect.unwrap(main)) if main is not None else None
+            lineno = inspect.getsourcelines(inspect.unwrap(main))[1] - 1 if path else None
+        except (OSError, TypeError):
+            path, lineno = None, None
+        # The domain heads the failure section; pytest's convention is a dotted name.
+        where = Path(self.source).stem if self.source.endswith(".py") else self.source
+        return (path or self.path), lineno, f"{where}.{self.name}"
+
+
+# --- the per-run plugin -------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars (execnet, which carries reports to the xdist controller, refuses them)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value
+
+
+def _payload(pending: list[tuple[list[CheckResult], FunctionSummary]]) -> dict[str, list[dict[str, Any]]]:
+    """Records and summaries as plain dicts (the report's columns; the arrays kept as evidence stay behind)."""
+    from checker.results import COLUMNS
+
+    records = [{c: _plain(getattr(r, c)) for c in COLUMNS} for rows, _ in pending for r in rows]
+    summaries = [{k: _plain(v) for k, v in dataclasses.asdict(s).items()} for _, s in pending]
+    return {"records": records, "summaries": summaries}
+
+
+class BackpropSession:
+    """Hooks for one pytest run: items, the header, gathering results, the report and the summary."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings: Settings = config.stash[SETTINGS]
+        #: (nodeid, payload) per test that ran checks, as received (on the xdist controller: from workers).
+        self.outcomes: list[tuple[str, dict[str, list[dict[str, Any]]]]] = []
+        self.written: Path | None = None
+        self.write_error = ""
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        if not self.settings.active:
+            return []
+        from checker.fuzz import DEFAULT_CASES
+
+        s = self.settings
+        cases = s.cases if s.cases is not None else f"{DEFAULT_CASES} (default)"
+        line = f"backprop-check: seed={s.seed}, cases={cases}"
+        if s.tol_text:
+            line += f", tol={s.tol_text}"
+        if s.modules:
+            line += f", modules: {', '.join(s.modules)}"
+        return [line]
+
+    def _module_node(self, session: pytest.Session, spec: str) -> BackpropModule:
+        nodeid = spec
+        if spec.endswith(".py"):
+            path = Path(spec) if Path(spec).is_absolute() else self.config.rootpath / spec
+            try:
+                nodeid = path.resolve().relative_to(self.config.rootpath.resolve()).as_posix()
+            except ValueError:
+                nodeid = Path(spec).as_posix()
+        return BackpropModule.from_parent(session, name=nodeid, nodeid=nodeid, spec=spec)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, items: list[pytest.Item]) -> None:
+        for spec in self.settings.modules:
+            items.extend(session.genitems(self._module_node(session, spec)))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        pending = item.stash.get(PENDING, None)
+        if pending:
+            setattr(outcome.get_result(), REPORT_ATTRIBUTE, _payload(pending))
+            item.stash[PENDING] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = getattr(report, REPORT_ATTRIBUTE, None)
+        if payload:
+            self.outcomes.append((report.nodeid, payload))
+
+    def report(self) -> Report:
+        """Every record and summary received, in node-id order (arrival order differs under xdist)."""
+        from checker.results import CheckResult, FunctionSummary, Report
+
+        ordered = sorted(self.outcomes, key=lambda o: o[0])
+        records = [CheckResult(**row) for _, p in ordered for row in p["records"]]
+        summaries = [FunctionSummary(**row) for _, p in ordered for row in p["summaries"]]
+        s = self.settings
+        settings = {"seed": s.seed, "cases": s.cases, "mode": "auto", "targets": list(s.modules)}
+        settings |= {"tol": s.tol_text, "runner": "pytest"}
+        return Report(records, summaries, settings)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        path = self.settings.report
+        if path is None or self.is_worker or self.config.option.collectonly:
+            return
+        try:
+            self.written = self.report().write(path)
+        except OSError as err:
+            self.write_error = f"cannot write the backprop-check report {path}: {err}"
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or not (self.outcomes or self.written or self.write_error):
+            return
+        terminalreporter.section(GROUP)
+        failed = 0
+        for nodeid, payload in sorted(self.outcomes, key=lambda o: o[0]):
+            for s in payload["summaries"]:
+                where = nodeid if nodeid.endswith(f"[{s['function']}]") else f"{nodeid} -> {s['function']}"
+                if s["status"] == "pass":
+                    terminalreporter.line(f"PASS {where}: {s['cases']} cases", green=True)
+                    continue
+                failed += 1
+                verb = "failed" if s["status"] == "fail" else "raised an error"
+                detail = f"{s['failed_cases']}/{s['cases']} cases {verb}"
+                detail += f"; {s['diagnoses']}" if s["diagnoses"] else ""
+                terminalreporter.line(f"FAIL {where}: {detail}", red=True)
+        total = sum(len(p["summaries"]) for _, p in self.outcomes)
+        terminalreporter.line(
+            f"backprop-check: {total - failed} passed, {failed} failed (seed {self.settings.seed})"
+        )
+        if self.written is not None:
+            terminalreporter.line(f"backprop-check report written: {self.written}")
+        if self.write_error:
+            terminalreporter.line(self.write_error, red=True)
+
+
+# --- the fixture ----------------------------------------------------------------------------------------
+
+
+class BackpropFixture:
+    """``backprop.check("affine")`` / ``backprop.run("mylayers")`` inside a test.
+
+    Seed, cases and tolerances come from the keyword arguments, else ``@pytest.mark.backprop(...)``, else
+    ``--backprop-seed`` / ``--backprop-cases`` / ``--backprop-tol`` (or their ini settings). Returns the
+    :class:`checker.Report`; a function that did not pass fails the test with the harness's report.
+    """
+
+    def __init__(self, node: pytest.Item, settings: Settings) -> None:
+        self.node = node
+        defaults: dict[str, Any] = {"seed": settings.seed, "cases": settings.cases, "tol": settings.tol}
+        marker = node.get_closest_marker("backprop")
+        self.defaults = defaults | (dict(marker.kwargs) if marker is not None else {})
+
+    @property
+    def seed(self) -> int:
+        return int(self.defaults["seed"])
+
+    @property
+    def cases(self) -> int | None:
+        return self.defaults["cases"]
+
+    def check(self, target: str | Target, **kwargs: Any) -> Report:
+        """:func:`checker.check` with this run's settings; fails the test if ``target`` did not pass."""
+        from checker.suite import check
+
+        report = check(target, **(self.defaults | kwargs))
+        return self._verdict(report, target)
+
+    def run(self, targets: str | Target | Iterable[str | Target], **kwargs: Any) -> Report:
+        """:func:`checker.run` with this run's settings; fails the test if any function did not pass."""
+        from checker.suite import run
+
+        report = run(targets, **(self.defaults | kwargs))
+        return self._verdict(report, targets)
+
+    def _verdict(self, report: Report, asked: str | Target | Iterable[str | Target]) -> Report:
+        from checker.suite import resolve_targets
+
+        names: dict[str, frozenset[str]] = {}
+        for target, _ in resolve_targets(asked):
+            names[target.name] = names.get(target.name, frozenset()) | _function_names(target)
+        pending = self.node.stash.setdefault(PENDING, [])
+        for summary in report.summaries:
+            pending.append(([r for r in report.records if r.function == summary.function], summary))
+        failing = [s for s in report.summaries if s.status != "pass"]
+        if failing:
+            blocks = [
+                failure_text(
+                    s,
+                    [r for r in report.records if r.function == s.function],
+                    report.settings.get("seed", self.seed),
+                    names.get(s.function, frozenset()),
+                )
+                for s in failing
+            ]
+            if len(report.summaries) > 1:
+                blocks.insert(
+                    0, f"backprop-check: {len(failing)} of {len(report.summaries)} functions failed"
+                )
+            pytest.fail("\n".join(blocks), pytrace=False)
+        return report
+
+
+@pytest.fixture
+def backprop(request: pytest.FixtureRequest) -> BackpropFixture:
+    """Check registered functions from your own tests: ``backprop.check("affine")``."""
+    return BackpropFixture(request.node, request.config.stash[SETTINGS])
