@@ -19,6 +19,7 @@ import numpy as np
 from checker.registry import Target
 
 __all__ = [
+    "USER_ERRORS",
     "ReturnProblem",
     "UserError",
     "UserTimeout",
@@ -29,6 +30,11 @@ __all__ = [
     "scalar_objective",
     "time_limit",
 ]
+
+
+#: What user code may raise and the harness turns into an error row: ``sys.exit()`` inside a forward
+#: must not end the whole run (nor make a CI gate exit 0). KeyboardInterrupt still stops everything.
+USER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, GeneratorExit)
 
 
 class UserTimeout(BaseException):
@@ -105,7 +111,7 @@ def call_forward(
     where = f"{getattr(target.forward, '__name__', 'forward')}"
     try:
         result = target.forward(*(values[n] for n in target.inputs), **hyper)
-    except Exception as err:
+    except USER_ERRORS as err:
         raise UserError(f"{where} raised {describe_exception(err)}", where) from err
     return _split_outputs(result, target, where)
 
@@ -122,7 +128,7 @@ def build_model(target: Target, dims: Mapping[str, int]) -> Any:
                 f"; a symbol used only by the model must be declared: dims={{{err.args[0]!r}: range(2, 7)}}"
             )
         raise UserError(f"model(dims) raised {describe_exception(err)}{hint}", "model") from err
-    except Exception as err:
+    except USER_ERRORS as err:
         raise UserError(f"model(dims) raised {describe_exception(err)}", "model") from err
     params = getattr(model, "params", None)
     if not isinstance(params, Mapping) or not params:
@@ -159,7 +165,7 @@ def scalar_objective(
         where = getattr(target.value_and_grad, "__name__", "value_and_grad")
         try:
             result = target.value_and_grad(*(values[n] for n in target.inputs), **hyper)
-        except Exception as err:
+        except USER_ERRORS as err:
             raise UserError(f"{where} raised {describe_exception(err)}", where) from err
         return _loss_of(result, where)
     assert target.loss is not None
@@ -168,7 +174,7 @@ def scalar_objective(
             model.params[name] = values[name]
     try:
         result = target.loss(model, *(values[n] for n in target.inputs))
-    except Exception as err:
+    except USER_ERRORS as err:
         raise UserError(f"loss(model, ...) raised {describe_exception(err)}", "loss") from err
     return _loss_of(result, "loss")
 

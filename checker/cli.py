@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -180,6 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as err:
         print(
             f"backprop-check: error: cannot import {getattr(err, 'name', '') or ''}: {err}", file=sys.stderr
+        )
+        return EXIT_USAGE
+    except Exception as err:  # a bug of ours: one line, the traceback on request
+        if os.environ.get("BACKPROP_CHECK_DEBUG"):
+            raise
+        print(
+            f"backprop-check: internal error: {type(err).__name__}: {err} "
+            "(set BACKPROP_CHECK_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
         )
         return EXIT_USAGE
 

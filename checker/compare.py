@@ -17,6 +17,7 @@ __all__ = [
     "Comparison",
     "Tolerance",
     "compare_arrays",
+    "for_precision",
     "mismatch_mask",
     "relative_error",
 ]
@@ -45,6 +46,18 @@ class Tolerance:
 EXACT = Tolerance(rtol=1e-6, atol=1e-9)
 #: Central finite differences in float64 (a confirmation step runs before a failure is reported).
 FINITE_DIFFERENCE = Tolerance(rtol=1e-4, atol=1e-6)
+
+
+def for_precision(tol: Tolerance, eps: float) -> Tolerance:
+    """``tol`` loosened for finite differences of a forward computed with machine epsilon ``eps``.
+
+    Central differences can be no more accurate than about ``eps ** (2/3)`` of the function's scale
+    (2.4e-5 in float32); both bounds are raised to ten times that. float64 is left as it is.
+    """
+    floor = 10 * float(eps) ** (2 / 3)
+    if floor <= 10 * float(np.finfo(np.float64).eps) ** (2 / 3):
+        return tol
+    return Tolerance(rtol=max(tol.rtol, floor), atol=max(tol.atol, floor))
 
 
 @dataclass(frozen=True)

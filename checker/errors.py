@@ -9,12 +9,12 @@ class BackpropCheckError(Exception):
     """Base class: a mistake in using backprop-check (not in the code being checked)."""
 
 
-class SpecError(BackpropCheckError, ValueError):
-    """An input spec such as ``"N,D"`` or a ``dims=`` entry that cannot be understood."""
-
-
 class RegistrationError(BackpropCheckError, ValueError):
-    """``register(...)`` was called with arguments that cannot work."""
+    """``register(...)`` (or check/run) was called with arguments that cannot work."""
+
+
+class SpecError(RegistrationError):
+    """An input spec such as ``"N,D"`` or a ``dims=`` entry that cannot be understood."""
 
 
 class TargetNotFound(BackpropCheckError, LookupError):

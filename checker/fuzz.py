@@ -30,14 +30,7 @@ _QUIET = {"database": None, "deadline": None, "suppress_health_check": list(Heal
 
 
 def _satisfies(target: Target, dims: Mapping[str, int]) -> bool:
-    if any(dims[s] not in target.dims[s] for s in target.dims):
-        return False
-    if target.constraint is None:
-        return True
-    try:
-        return bool(target.constraint(dict(dims)))
-    except Exception:
-        return False
+    return target.allows(dims)
 
 
 def _nearest_valid(

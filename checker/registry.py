@@ -101,8 +101,35 @@ class Target:
         """The keyword arguments for one case (``hyper`` may be a callable of the dims)."""
         if self.hyper is None:
             return {}
-        value = self.hyper(dict(dims)) if callable(self.hyper) else self.hyper
+        if not callable(self.hyper):
+            return dict(self.hyper)
+        try:
+            value = self.hyper(dict(dims))
+        except Exception as err:
+            raise RegistrationError(
+                f"{self.name}: hyper(dims) raised {type(err).__name__}: {err} for dims {dict(dims)}"
+            ) from None
+        if not isinstance(value, Mapping):
+            raise RegistrationError(
+                f"{self.name}: hyper(dims) returned {type(value).__name__}; it must return a dict of keyword arguments"
+            )
         return dict(value)
+
+    def allows(self, dims: Mapping[str, int]) -> bool:
+        """Whether ``dims`` is within the ``dims=`` limits and satisfies ``constraint=``.
+
+        A constraint that raises is a registration mistake, reported as such.
+        """
+        if any(dims.get(s) not in allowed for s, allowed in self.dims.items()):
+            return False
+        if self.constraint is None:
+            return True
+        try:
+            return bool(self.constraint(dict(dims)))
+        except Exception as err:
+            raise RegistrationError(
+                f"{self.name}: constraint(dims) raised {type(err).__name__}: {err} for dims {dict(dims)}"
+            ) from None
 
     @property
     def user_functions(self) -> dict[str, Callable[..., Any]]:

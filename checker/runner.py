@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from checker.calls import (
+    USER_ERRORS,
     UserError,
     UserTimeout,
     build_model,
@@ -35,7 +36,7 @@ from checker.checks import (
     check_unchanged,
     shape_text,
 )
-from checker.compare import compare_arrays
+from checker.compare import compare_arrays, for_precision
 from checker.diagnose import GradientContext
 from checker.oracles import finite_diff
 from checker.registry import Target, Tolerances
@@ -85,6 +86,7 @@ class _Execution:
     value: float = float("nan")
     rows: list[CheckResult] = field(default_factory=list)
     model_params: dict[str, np.ndarray] | None = None
+    eps: float = finite_diff.FLOAT64_EPS  # precision of the user's forward (float32 arithmetic: 1.2e-7)
 
 
 def _flatten_arrays(
@@ -103,6 +105,16 @@ def _flatten_arrays(
         for key, item in obj.items():
             _flatten_arrays(item, f"{prefix}[{key!r}]", out, depth + 1)
     return out
+
+
+def _precision(*values: Any) -> float:
+    """The machine epsilon of the least precise float among a forward's outputs (float64 by default)."""
+    eps = finite_diff.FLOAT64_EPS
+    for value in values:
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and np.dtype(dtype).kind == "f":
+            eps = max(eps, float(np.finfo(dtype).eps))
+    return eps
 
 
 def _outputs_as_arrays(outs: Sequence[Any], where: str) -> tuple[np.ndarray, ...]:
@@ -126,13 +138,13 @@ def _run_layer(target: Target, case: Case, rng: np.random.Generator) -> _Executi
     douts = tuple(rng.standard_normal(o.shape) for o in outs)
     try:
         cache_before = {k: v.copy() for k, v in _flatten_arrays(cache).items()}
-    except Exception:
+    except USER_ERRORS:
         cache_before = {}
     dout_copies = [d.copy() for d in douts]
     assert target.backward is not None
     try:
         raw = target.backward(*dout_copies, cache)
-    except Exception as err:
+    except USER_ERRORS as err:
         raise UserError(f"{backward_name} raised {describe_exception(err)}", backward_name) from err
     names = {"dout" if len(douts) == 1 else f"dout{i + 1}": d for i, d in enumerate(douts)}
     after = {"dout" if len(douts) == 1 else f"dout{i + 1}": d for i, d in enumerate(dout_copies)}
@@ -140,7 +152,7 @@ def _run_layer(target: Target, case: Case, rng: np.random.Generator) -> _Executi
     rows.append(check_unchanged("backward", names | cache_before, after | cache_after, backward_name))
     try:
         raw_again = target.backward(*[d.copy() for d in douts], cache)
-    except Exception as err:
+    except USER_ERRORS as err:
         raw_again = UserError(
             f"{backward_name} raised on a second call: {describe_exception(err)}", backward_name
         )
@@ -162,6 +174,7 @@ def _run_layer(target: Target, case: Case, rng: np.random.Generator) -> _Executi
         douts=douts,
         value=value,
         rows=rows,
+        eps=_precision(*outs_raw),
     )
 
 
@@ -184,10 +197,11 @@ def _run_loss(target: Target, case: Case) -> _Execution:
     def call(values: Mapping[str, Any]) -> Any:
         try:
             return target.value_and_grad(*(values[n] for n in target.inputs), **case.fresh_hyper())
-        except Exception as err:
+        except USER_ERRORS as err:
             raise UserError(f"{where} raised {describe_exception(err)}", where) from err
 
-    value, raw = _loss_value(call(inputs), where)
+    first = call(inputs)
+    value, raw = _loss_value(first, where)
     rows = [check_unchanged(where, case.arrays, inputs, where)]
     try:
         _, raw_again = _loss_value(call({n: a.copy() for n, a in case.arrays.items()}), where)
@@ -198,7 +212,15 @@ def _run_loss(target: Target, case: Case) -> _Execution:
         return scalar_objective(target, values, case.fresh_hyper(), ())
 
     return _Execution(
-        target.differentiable, dict(case.arrays), objective, raw, raw_again, where, value=value, rows=rows
+        target.differentiable,
+        dict(case.arrays),
+        objective,
+        raw,
+        raw_again,
+        where,
+        value=value,
+        rows=rows,
+        eps=_precision(first[0]),
     )
 
 
@@ -219,10 +241,11 @@ def _run_model(target: Target, case: Case, rng: np.random.Generator) -> _Executi
     def call() -> Any:
         try:
             return target.loss(model, *(data[n] for n in target.inputs))
-        except Exception as err:
+        except USER_ERRORS as err:
             raise UserError(f"loss(model, ...) raised {describe_exception(err)}", "loss") from err
 
-    value, raw = _loss_value(call(), "loss")
+    first = call()
+    value, raw = _loss_value(first, "loss")
     rows = [check_unchanged("loss", case.arrays | params, data | dict(model.params), "loss")]
     for k, v in params.items():
         model.params[k] = v.copy()
@@ -237,7 +260,16 @@ def _run_model(target: Target, case: Case, rng: np.random.Generator) -> _Executi
         return scalar_objective(target, merged, {}, (), model=model)
 
     return _Execution(
-        list(params), params, objective, raw, raw_again, "loss", value=value, rows=rows, model_params=params
+        list(params),
+        params,
+        objective,
+        raw,
+        raw_again,
+        "loss",
+        value=value,
+        rows=rows,
+        model_params=params,
+        eps=_precision(first[0]),
     )
 
 
@@ -350,19 +382,25 @@ def _fd_rows(
     """The finite-difference check of one gradient, in the chosen mode."""
     values = {k: np.asarray(v) for k, v in run.param_values.items()}
     x = values[name]
+    tol = replace(tol, fd=for_precision(tol.fd, run.eps))
     mode = options.mode
     if mode == "auto":
         mode = "full" if x.size <= FULL_LIMIT else "directional"
-    h = finite_diff.step_size(x)
+    h = finite_diff.step_size(x, run.eps)
+    precision = "" if run.eps <= finite_diff.FLOAT64_EPS else f", eps={run.eps:.1g} forward"
     if mode in ("full", "sampled"):
         indices = (
             None if mode == "full" else rng.choice(x.size, size=min(options.samples, x.size), replace=False)
         )
-        estimate = finite_diff.elementwise_gradient(run.objective, values, name, h, indices)
+        estimate, noise = finite_diff.elementwise_estimates(run.objective, values, name, h, indices, run.eps)
         best, wrong = finite_diff.confirm_entries(
-            run.objective, values, name, actual, estimate, h, tol.fd, indices
+            run.objective, values, name, actual, estimate, h, tol.fd, indices, noise, run.eps
         )
-        oracle = "finite_diff(full)" if indices is None else f"finite_diff(sampled {len(indices)})"
+        oracle = (
+            f"finite_diff(full{precision})"
+            if indices is None
+            else f"finite_diff(sampled {len(indices)}{precision})"
+        )
         if indices is None:
             result = check_gradient(
                 name,
@@ -414,9 +452,9 @@ def _fd_rows(
             exact,
         )
     result = finite_diff.directional_check(
-        run.objective, values, name, actual, rng, tol.fd, directions=options.directions
+        run.objective, values, name, actual, rng, tol.fd, directions=options.directions, eps=run.eps
     )
-    oracle = f"finite_diff(directional x{options.directions})"
+    oracle = f"finite_diff(directional x{options.directions}{precision})"
     err = result.abs_err
     if result.passed:
         return CheckResult(
@@ -463,7 +501,7 @@ def _explained(
     if expected is None and actual.size <= EXPLAIN_LIMIT:
         values = {k: np.asarray(v) for k, v in run.param_values.items()}
         expected = finite_diff.elementwise_gradient(
-            run.objective, values, name, finite_diff.step_size(values[name])
+            run.objective, values, name, finite_diff.step_size(values[name], run.eps)
         )
     if expected is None:
         return row

@@ -41,7 +41,8 @@ def dims_for(
     """
     if isinstance(target_or_dims, Target):
         allowed = dict(target_or_dims.dims)
-        constraint = constraint or target_or_dims.constraint
+        if constraint is None and target_or_dims.constraint is not None:
+            constraint = target_or_dims.allows
     elif isinstance(target_or_dims, Mapping):
         allowed = {str(k): tuple(v) for k, v in target_or_dims.items()}
     else:

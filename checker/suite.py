@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from checker.cases import format_dims, make_case
-from checker.errors import TargetNotFound
+from checker.errors import RegistrationError, TargetNotFound
 from checker.fuzz import plan_dims, shape_pattern, shrink_dims
 from checker.registry import REGISTRY, Target, Tolerances, collect, get_target, import_target_module
 from checker.results import CheckResult, FunctionSummary, Report
@@ -28,6 +29,26 @@ def _options(
     )
 
 
+def _pinned(target: Target, dims: Mapping[str, int]) -> Target:
+    """``target`` with some symbols fixed (``--dims N=1``); unknown symbols and bad sizes are usage errors."""
+    if not isinstance(dims, Mapping):
+        raise RegistrationError(f"dims={dims!r} must be a dict like {{'N': 1, 'D': 3}}")
+    unknown = sorted(set(dims) - set(target.dims))
+    if unknown:
+        raise RegistrationError(
+            f"{target.name}: dims {unknown} are not symbols of it (symbols: {', '.join(target.dims)})"
+        )
+    bad = {k: v for k, v in dims.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
+    if bad:
+        raise RegistrationError(f"{target.name}: dims {bad} must be whole numbers >= 1")
+    return dataclasses.replace(target, dims={**target.dims, **{k: (int(v),) for k, v in dims.items()}})
+
+
+def _check_cases_argument(cases: object) -> None:
+    if cases is not None and (not isinstance(cases, int) or isinstance(cases, bool) or cases < 1):
+        raise RegistrationError(f"cases={cases!r} must be a whole number >= 1 (or None for the default)")
+
+
 def _first_failure(rows: list[CheckResult]) -> CheckResult | None:
     return next((r for r in rows if r.failed), None)
 
@@ -42,10 +63,19 @@ def check_target(
     shrink: bool = True,
     source: str = "",
 ) -> tuple[list[CheckResult], FunctionSummary]:
-    """Check one target over its planned cases (or exactly ``dims``); shrink the first failure."""
+    """Check one target over its planned cases; shrink the first failure.
+
+    ``dims`` pins some symbols (the others are fuzzed as usual); pinning all of them checks one case.
+    """
     options = options or CheckOptions()
     started = time.perf_counter()
-    plan = [("pinned", dict(dims))] if dims is not None else plan_dims(target, cases, seed)
+    planned = target if dims is None else _pinned(target, dims)
+    plan = plan_dims(planned, cases, seed)
+    if not plan:
+        raise RegistrationError(
+            f"{target.name}: no dims satisfy dims= and constraint= (allowed sizes: "
+            f"{', '.join(f'{k} in {list(v)}' for k, v in planned.dims.items())}); loosen them"
+        )
     records: list[CheckResult] = []
     outcomes: list[tuple[dict[str, int], bool]] = []
     for index, (label, case_dims) in enumerate(plan):
@@ -54,7 +84,7 @@ def check_target(
         outcomes.append((case_dims, any(r.failed for r in rows)))
     first = _first_failure(records)
     shrunk = ""
-    if first is not None and shrink and dims is None:
+    if first is not None and shrink and len(plan) > 1:
         failing = next(d for d, f in outcomes if f)
         key = (first.check, first.target)
 
@@ -62,7 +92,7 @@ def check_target(
             rows = check_case(target, make_case(target, candidate, seed, len(plan), "shrunk"), options)
             return any(r.failed and (r.check, r.target) == key for r in rows)
 
-        smallest = shrink_dims(target, failing, still_fails, seed)
+        smallest = shrink_dims(planned, failing, still_fails, seed)
         if smallest != failing and format_dims(smallest) not in {format_dims(d) for d, _ in outcomes}:
             rows = check_case(target, make_case(target, smallest, seed, len(plan), "shrunk"), options)
             records.extend(rows)
@@ -117,8 +147,14 @@ def resolve_targets(items: str | Target | Iterable[str | Target]) -> list[tuple[
     """Module names, ``.py`` paths, registered names or Targets -> (target, where it came from)."""
     if isinstance(items, (str, Target)):
         items = [items]
+    if not isinstance(items, (list, tuple)):
+        raise TargetNotFound(
+            f"{items!r}: give a registered name, a module name, a .py path, a Target, or a list of them"
+        )
     found: list[tuple[Target, str]] = []
     for item in items:
+        if not isinstance(item, (str, Target)):
+            raise TargetNotFound(f"{item!r} is not a registered name, a module name, a .py path or a Target")
         if isinstance(item, Target):
             found.append((item, item.module))
             continue
@@ -159,6 +195,10 @@ def check(
 
     ``timeout``: seconds one case of user code may take before it is reported as a hang.
     """
+    if not isinstance(name, (str, Target)):
+        raise TargetNotFound(
+            f"check({name!r}): give one registered name or Target (bc.run takes lists and modules)"
+        )
     return run(
         [name],
         seed=seed,
@@ -186,6 +226,7 @@ def run(
     timeout: float | None = 60.0,
 ) -> Report:
     """Check every function a module (or ``.py`` file, or list of names) registers."""
+    _check_cases_argument(cases)
     options = _options(mode, oracles, tol, timeout)
     resolved = resolve_targets(targets)
     if only is not None:

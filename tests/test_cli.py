@@ -110,3 +110,22 @@ def test_console_script_runs_the_reference_bank_quietly():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed, 0 failed" in result.stdout
+
+
+def test_sys_exit_inside_user_code_is_an_error_row_not_a_silent_success(module_file, tmp_path, capsys):
+    source = BUGGY + textwrap.dedent(
+        """
+        import sys
+
+        def exiting_forward(x):
+            sys.exit(0)
+
+        bc.register("exits", forward=exiting_forward, backward=lambda d, c: d, inputs={"x": "N,D"})
+        """
+    )
+    path = module_file(source, "exiting_layers.py")
+    report = tmp_path / "exit.json"
+    assert main(["run", str(path), "--cases", "2", "--report", str(report)]) == 1
+    records = json.loads(report.read_text())["records"]
+    assert any("SystemExit: 0" in r["message"] for r in records)
+    assert any(r["function"] == "affine" and r["status"] == "fail" for r in records)

@@ -342,3 +342,41 @@ def test_user_code_that_hangs_is_an_error_row_and_the_run_goes_on():
     errors = failing(report)
     assert list(errors.target) == ["timeout"] and "did not finish within 0.5 s" in errors.message.iloc[0]
     assert [s.status for s in report.summaries] == ["error", "pass"]
+
+
+def f32_affine_forward(x, w, b):
+    return x.astype(np.float32) @ w.astype(np.float32) + b.astype(np.float32), (x, w, b)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_correct_forward_computing_in_float32_is_not_a_false_alarm(seed):
+    def sigmoid_forward(x):
+        out = 1 / (1 + np.exp(-x.astype(np.float32)))
+        return out, out
+
+    bc.register(
+        "sigmoid_f32",
+        forward=sigmoid_forward,
+        backward=lambda d, out: d * out * (1 - out),
+        inputs={"x": "N,D"},
+    )
+    bc.register("affine_f32", forward=f32_affine_forward, backward=affine_backward, inputs=AFFINE_INPUTS)
+    assert bc.check("sigmoid_f32", seed=seed, cases=10).passed
+    assert bc.check("affine_f32", seed=seed, cases=10).passed
+
+
+def test_a_float32_forward_still_fails_a_one_percent_gradient_error_by_finite_differences():
+    def backward(dout, cache):
+        dx, dw, db = affine_backward(dout, cache)
+        return dx, dw * 1.01, db
+
+    bc.register("affine_f32_bad", forward=f32_affine_forward, backward=backward, inputs=AFFINE_INPUTS)
+    report = bc.check("affine_f32_bad", cases=3, oracles=["fd"], shrink=False)
+    bad = rows(report, "grad_fd", "w")
+    assert len(bad) == 3 and "eps=1e-07" in bad.oracle.iloc[0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_large_output_offset_is_not_a_false_alarm(seed):
+    bc.register("offset_1e7", forward=lambda x: (x + 1e7, None), backward=lambda d, c: d, inputs={"x": "N,D"})
+    assert bc.check("offset_1e7", seed=seed, cases=10, oracles=["fd"]).passed

@@ -12,15 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from checker.compare import Tolerance, mismatch_mask
+from checker.compare import Tolerance
 
 __all__ = [
     "CONFIRM_FACTORS",
+    "FLOAT64_EPS",
+    "STEPS",
     "DirectionalResult",
     "Objective",
     "confirm_entries",
     "directional_check",
+    "elementwise_estimates",
     "elementwise_gradient",
+    "roundoff",
     "step_curve",
     "step_size",
 ]
@@ -28,20 +32,54 @@ __all__ = [
 Objective = Callable[[Mapping[str, np.ndarray]], float]
 #: Steps of :func:`step_curve`: half-decades from 1e-12 to 1 (truncation and round-off both show).
 STEPS = np.logspace(-12, 0, 25)
-#: Step multipliers tried, in order, before an entry is reported wrong.
-CONFIRM_FACTORS = (0.01, 10.0, 0.0001)
+#: Step multipliers tried, in order, before an entry is reported wrong: smaller steps step off a kink,
+#: larger ones out of round-off (a forward computing in float32, or with a large offset).
+CONFIRM_FACTORS = (0.01, 10.0, 100.0, 1000.0, 0.0001)
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
 
 
-def step_size(x: np.ndarray) -> float:
-    """A central-difference step for ``x``: 1e-6 scaled by the input's magnitude (float64)."""
+def step_size(x: np.ndarray, eps: float = FLOAT64_EPS) -> float:
+    """A central-difference step for ``x``, scaled by its magnitude: 1e-6 for a float64 forward,
+    ``eps ** (1/3)`` for a less precise one (5e-3 for float32)."""
     scale = float(np.max(np.abs(x))) if x.size else 1.0
-    return 1e-6 * max(1.0, scale)
+    base = 1e-6 if eps <= FLOAT64_EPS else float(eps) ** (1 / 3)
+    return base * max(1.0, scale)
+
+
+def roundoff(plus: float, minus: float, h: float, eps: float = FLOAT64_EPS) -> float:
+    """A bound on the round-off error of ``(plus - minus) / 2h`` when L is computed with precision ``eps``."""
+    return 8 * eps * max(abs(plus), abs(minus)) / (2 * h)
 
 
 def _shifted(values: Mapping[str, np.ndarray], name: str, delta: np.ndarray) -> dict[str, np.ndarray]:
     moved = dict(values)
     moved[name] = values[name] + delta
     return moved
+
+
+def elementwise_estimates(
+    objective: Objective,
+    values: Mapping[str, np.ndarray],
+    name: str,
+    h: float,
+    indices: np.ndarray | None = None,
+    eps: float = FLOAT64_EPS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """dL/d values[name] by central differences at flat ``indices`` (all when None), and each estimate's
+    round-off bound. Both have ``values[name]``'s shape (NaN outside ``indices``). Two calls per entry."""
+    x = np.asarray(values[name], dtype=np.float64)
+    grad = np.full(x.size, np.nan)
+    noise = np.full(x.size, np.nan)
+    flat_indices = np.arange(x.size) if indices is None else np.asarray(indices)
+    for i in flat_indices:
+        delta = np.zeros(x.size)
+        delta[i] = h
+        delta = delta.reshape(x.shape)
+        plus = float(objective(_shifted(values, name, delta)))
+        minus = float(objective(_shifted(values, name, -delta)))
+        grad[i] = (plus - minus) / (2 * h)
+        noise[i] = roundoff(plus, minus, h, eps)
+    return grad.reshape(x.shape), noise.reshape(x.shape)
 
 
 def elementwise_gradient(
@@ -51,22 +89,20 @@ def elementwise_gradient(
     h: float,
     indices: np.ndarray | None = None,
 ) -> np.ndarray:
-    """dL/d values[name] by central differences, at flat ``indices`` (all when None).
+    """dL/d values[name] by central differences (see :func:`elementwise_estimates`)."""
+    return elementwise_estimates(objective, values, name, h, indices)[0]
 
-    Returns an array of ``values[name]``'s shape (entries outside ``indices`` are NaN). Cost: two
-    calls of ``objective`` per entry.
-    """
-    x = np.asarray(values[name], dtype=np.float64)
-    grad = np.full(x.size, np.nan)
-    flat_indices = np.arange(x.size) if indices is None else np.asarray(indices)
-    for i in flat_indices:
-        delta = np.zeros(x.size)
-        delta[i] = h
-        delta = delta.reshape(x.shape)
-        grad[i] = (
-            float(objective(_shifted(values, name, delta))) - float(objective(_shifted(values, name, -delta)))
-        ) / (2 * h)
-    return grad.reshape(x.shape)
+
+def _verdicts(
+    actual: np.ndarray, estimate: np.ndarray, noise: np.ndarray, tol: Tolerance, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(agrees, conclusive) per entry. An estimate is conclusive when its round-off is within the
+    tolerance; it agrees when ``actual`` is within the tolerance plus that round-off."""
+    with np.errstate(invalid="ignore"):
+        bound = tol.atol * scale + tol.rtol * np.abs(estimate)
+        conclusive = noise <= bound
+        agrees = np.abs(actual - estimate) <= bound + noise
+    return agrees & np.isfinite(estimate), conclusive & np.isfinite(estimate)
 
 
 def confirm_entries(
@@ -78,28 +114,37 @@ def confirm_entries(
     h: float,
     tol: Tolerance,
     indices: np.ndarray | None = None,
+    noise: np.ndarray | None = None,
+    eps: float = FLOAT64_EPS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Re-estimate the mismatching entries at other steps; return (best estimate, still-mismatching mask).
+    """Re-estimate the disagreeing entries at other steps; return (best estimate, wrong mask).
 
-    ``indices`` limits the comparison to sampled flat entries (others are ignored).
+    An entry is wrong only when some step gave a conclusive estimate (round-off within the
+    tolerance) and no conclusive estimate agreed with it; an entry no step can settle (a forward too
+    noisy for finite differences) is left to the exact oracles. ``indices`` limits the comparison
+    to sampled flat entries.
     """
     best = estimate.copy()
+    noise = np.zeros(actual.shape) if noise is None else np.nan_to_num(noise, nan=np.inf)
     considered = np.zeros(actual.size, dtype=bool)
     considered[np.arange(actual.size) if indices is None else np.asarray(indices)] = True
     considered = considered.reshape(actual.shape)
-    filled = np.where(considered, best, actual)
-    wrong = mismatch_mask(actual, filled, tol) & considered
+    finite = np.isfinite(estimate) & considered
+    scale = max(1.0, float(np.max(np.abs(estimate[finite])))) if finite.any() else 1.0
+    agrees, conclusive = _verdicts(actual, estimate, noise, tol, scale)
+    pending = considered & ~(agrees & conclusive)
+    settled_once = considered & conclusive
     for factor in CONFIRM_FACTORS:
-        if not wrong.any():
+        if not pending.any():
             break
-        flat_wrong = np.flatnonzero(wrong)
-        retry = elementwise_gradient(objective, values, name, h * factor, flat_wrong)
-        candidate = np.where(wrong, retry, filled)
-        now_ok = ~mismatch_mask(actual, candidate, tol) & wrong
+        flat = np.flatnonzero(pending)
+        retry, retry_noise = elementwise_estimates(objective, values, name, h * factor, flat, eps)
+        agrees, conclusive = _verdicts(actual, retry, np.nan_to_num(retry_noise, nan=np.inf), tol, scale)
+        now_ok = pending & agrees & conclusive
         best = np.where(now_ok, retry, best)
-        filled = np.where(now_ok, retry, filled)
-        wrong &= ~now_ok
-    return best, wrong
+        settled_once |= pending & conclusive
+        pending &= ~now_ok
+    return best, pending & settled_once
 
 
 @dataclass(frozen=True)
@@ -114,13 +159,17 @@ class DirectionalResult:
 
 
 def _directional_derivative(
-    objective: Objective, values: Mapping[str, np.ndarray], name: str, v: np.ndarray, h: float
+    objective: Objective,
+    values: Mapping[str, np.ndarray],
+    name: str,
+    v: np.ndarray,
+    h: float,
+    eps: float = FLOAT64_EPS,
 ) -> tuple[float, float]:
     """The central difference along ``v`` and a bound on its round-off error."""
     plus = float(objective(_shifted(values, name, h * v)))
     minus = float(objective(_shifted(values, name, -h * v)))
-    roundoff = 8 * np.finfo(np.float64).eps * max(abs(plus), abs(minus)) / (2 * h)
-    return (plus - minus) / (2 * h), roundoff
+    return (plus - minus) / (2 * h), roundoff(plus, minus, h, eps)
 
 
 def directional_check(
@@ -131,6 +180,7 @@ def directional_check(
     rng: np.random.Generator,
     tol: Tolerance,
     directions: int = 1,
+    eps: float = FLOAT64_EPS,
 ) -> DirectionalResult:
     """Compare ``<actual, v>`` with the finite-difference derivative along random unit ``v``.
 
@@ -141,35 +191,42 @@ def directional_check(
     """
     x = np.asarray(values[name], dtype=np.float64)
     g = np.asarray(actual, dtype=np.float64)
-    h = step_size(x)
+    h = step_size(x, eps)
     typical = float(np.linalg.norm(g)) / np.sqrt(max(g.size, 1))
 
-    def agrees(predicted: float, measured: tuple[float, float]) -> bool:
-        value, roundoff = measured
-        return abs(predicted - value) <= tol.atol * typical + tol.rtol * abs(value) + roundoff
+    def verdict(predicted: float, measured: tuple[float, float]) -> tuple[bool, bool]:
+        """(agrees, conclusive) as for element-wise estimates."""
+        value, noise = measured
+        bound = tol.atol * typical + tol.rtol * abs(value)
+        return abs(predicted - value) <= bound + noise, noise <= bound
 
     def unit(shape: tuple[int, ...]) -> np.ndarray:
         v = rng.standard_normal(shape)
         return v / max(float(np.linalg.norm(v)), 1e-300)
 
+    def disagrees_everywhere(v: np.ndarray, predicted: float) -> tuple[bool, float]:
+        """True when some step is conclusive and no conclusive step agrees; also the first measurement."""
+        conclusive_seen, first = False, float("nan")
+        for factor in (1.0, *CONFIRM_FACTORS):
+            measured = _directional_derivative(objective, values, name, v, h * factor, eps)
+            first = measured[0] if factor == 1.0 else first
+            agrees, conclusive = verdict(predicted, measured)
+            if agrees and conclusive:
+                return False, first
+            conclusive_seen |= conclusive
+        return conclusive_seen, first
+
     for k in range(directions):
         v = unit(x.shape)
         predicted = float(np.sum(g * v))
-        measured = _directional_derivative(objective, values, name, v, h)
-        if agrees(predicted, measured):
-            continue
-        if any(
-            agrees(predicted, _directional_derivative(objective, values, name, v, h * f))
-            for f in CONFIRM_FACTORS
-        ):
+        wrong, measured = disagrees_everywhere(v, predicted)
+        if not wrong:
             continue
         # One more direction: a kink crossed along v is unlikely to be crossed along w too.
         w = unit(x.shape)
-        if agrees(
-            float(np.sum(g * w)), _directional_derivative(objective, values, name, w, h * CONFIRM_FACTORS[0])
-        ):
+        if not disagrees_everywhere(w, float(np.sum(g * w)))[0]:
             continue
-        return DirectionalResult(False, predicted, measured[0], abs(predicted - measured[0]), k + 1)
+        return DirectionalResult(False, predicted, measured, abs(predicted - measured), k + 1)
     return DirectionalResult(True, float("nan"), float("nan"), 0.0, directions)
 
 

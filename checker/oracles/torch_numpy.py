@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from checker.calls import UserError, describe_exception
+from checker.calls import USER_ERRORS, UserError, describe_exception
 
 __all__ = ["AutogradResult", "autograd_gradients", "available", "user_modules", "warm_up"]
 
@@ -138,7 +138,7 @@ def autograd_gradients(
             total = objective(traced)
     except UserError as err:
         return AutogradResult({}, skipped=f"the forward does not run under torch._numpy ({err.message})")
-    except Exception as err:
+    except USER_ERRORS as err:
         return AutogradResult(
             {}, skipped=f"the forward does not run under torch._numpy ({describe_exception(err)})"
         )
@@ -157,7 +157,7 @@ def autograd_gradients(
         )
     try:
         grads = torch.autograd.grad(tensor, list(leaves.values()), allow_unused=True)
-    except Exception as err:
+    except USER_ERRORS as err:
         return AutogradResult({}, value, skipped=f"autograd failed ({describe_exception(err)})")
     gradients = {
         name: np.zeros(tuple(leaf.shape)) if g is None else g.detach().numpy().astype(np.float64)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from checker.calls import describe_exception
+from checker.calls import USER_ERRORS, describe_exception
 from checker.registry import Target
 
 __all__ = ["ReferenceResult", "reference_gradients"]
@@ -64,7 +64,7 @@ def reference_gradients(
         else:
             total = outs[0].sum()
         grads = torch.autograd.grad(total, list(leaves.values()), allow_unused=True)
-    except Exception as err:
+    except USER_ERRORS as err:
         return ReferenceResult((), {}, f"torch_forward raised {describe_exception(err)}")
     gradients = {
         name: (np.zeros(tuple(leaf.shape)) if g is None else g.detach().numpy().astype(np.float64))

@@ -13,6 +13,7 @@ import shutil
 import socket
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +220,9 @@ def test_os_exit_0_ends_the_run_early_and_is_not_a_success(batch):
     assert run.calls["after"].status == "not_run"
 
 
-def _processes_of_sandbox_uids() -> list[int]:
+def _live_processes_of_sandbox_uids() -> list[int]:
+    """Processes of the sandbox uids that are not zombies (a killed orphan stays a zombie until pid 1
+    reaps it, which a container's init may never do; a zombie runs nothing and holds no memory)."""
     pids = []
     uids = range(sandbox.SANDBOX_UID - 63, sandbox.SANDBOX_UID + 1)
     for entry in os.listdir("/proc"):
@@ -227,9 +230,19 @@ def _processes_of_sandbox_uids() -> list[int]:
             status = Path(f"/proc/{entry}/status").read_text()
         except OSError:
             continue
-        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        if int(uid_line.split()[1]) in uids:
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields["Uid"].split()[0]) in uids and not fields.get("State", "").strip().startswith(
+            ("Z", "X")
+        ):
             pids.append(int(entry))
+    return pids
+
+
+def _processes_of_sandbox_uids(wait_s: float = 2.0) -> list[int]:
+    """Live sandbox processes, after giving SIGKILLed ones up to ``wait_s`` to finish dying (a loaded machine)."""
+    deadline = time.monotonic() + wait_s
+    while (pids := _live_processes_of_sandbox_uids()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return pids
 
 
