@@ -306,11 +306,9 @@ def _exact_oracles(
             user_outs = run.outputs if target.style == "layer" else (np.array(run.value),)
             rows.extend(_forward_rows(user_outs, ref.outputs, tol, time.perf_counter() - started))
     if "autograd" in options.oracles:
+        namespaces = [f.__globals__ for f in target.user_functions.values() if hasattr(f, "__globals__")]
         auto = torch_numpy.autograd_gradients(
-            run.objective,
-            dict(case.arrays) | run.param_values,
-            run.differentiable,
-            run.value,
+            run.objective, dict(case.arrays) | run.param_values, run.differentiable, run.value, namespaces
         )
         if auto.skipped:
             rows.append(CheckResult("grad_autograd", "", "skip", auto.skipped, oracle="torch_numpy"))

@@ -96,3 +96,30 @@ def test_torch_numpy_rebinding_is_undone_after_the_call():
     module = sys.modules[__name__]
     torch_numpy.autograd_gradients(lambda v: np.sum(v["x"]), {"x": np.ones(2)}, ["x"], 2.0)
     assert module.np is np
+
+
+def test_autograd_reaches_code_defined_in_a_notebook_cell():
+    import checker as bc
+
+    cell = """
+import numpy as np
+
+def softmax_fwd(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    return p, p
+
+def softmax_bwd(dout, p):
+    return p * (dout - (dout * p).sum(axis=1, keepdims=True))
+"""
+    namespace: dict[str, object] = {"__name__": "__main__"}  # like a notebook: globals without a __file__
+    exec(compile(cell, "<cell>", "exec"), namespace)
+    bc.register(
+        "cell_softmax",
+        forward=namespace["softmax_fwd"],
+        backward=namespace["softmax_bwd"],
+        inputs={"x": "N,C"},
+    )
+    frame = bc.check("cell_softmax", cases=2).frame
+    autograd = frame[frame.check == "grad_autograd"]
+    assert len(autograd) and set(autograd.status) == {"pass"}

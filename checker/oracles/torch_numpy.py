@@ -90,13 +90,16 @@ def user_modules() -> list[ModuleType]:
 
 
 @contextmanager
-def numpy_rebound(replacement: ModuleType, modules: Sequence[ModuleType]) -> Iterator[None]:
-    """Bind every global that is the numpy module, in ``modules``, to ``replacement`` for the duration."""
+def numpy_rebound(
+    replacement: ModuleType, modules: Sequence[ModuleType], namespaces: Sequence[dict[str, Any]] = ()
+) -> Iterator[None]:
+    """Bind every global that is the numpy module, in ``modules`` and ``namespaces`` (the globals of
+    code with no file: a notebook cell, ``exec``), to ``replacement`` for the duration."""
     swapped: list[tuple[dict[str, Any], str]] = []
+    unique = {id(n): n for n in [*(m.__dict__ for m in modules), *namespaces]}
     with _LOCK:
         try:
-            for module in modules:
-                namespace = module.__dict__
+            for namespace in unique.values():
                 for key, value in list(namespace.items()):
                     if value is np:
                         namespace[key] = replacement
@@ -112,10 +115,12 @@ def autograd_gradients(
     values: Mapping[str, np.ndarray],
     differentiable: Sequence[str],
     expected_value: float,
+    namespaces: Sequence[dict[str, Any]] = (),
 ) -> AutogradResult:
     """Run ``objective`` (the user's forward, reduced to the scalar L) under torch._numpy and differentiate.
 
     ``expected_value`` is L computed by plain numpy: the traced value must agree with it.
+    ``namespaces``: extra globals to rebind (the user functions' ``__globals__``, for notebook code).
     """
     try:
         import torch
@@ -133,7 +138,7 @@ def autograd_gradients(
         else:
             traced[name] = tnp.asarray(torch.as_tensor(array))
     try:
-        with numpy_rebound(tnp, user_modules()), warnings.catch_warnings():
+        with numpy_rebound(tnp, user_modules(), namespaces), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             total = objective(traced)
     except UserError as err:
