@@ -36,20 +36,26 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
     return "" if shape is None else str(tuple(int(s) for s in shape))
 
 
+_INTEGER_HINT = " (a gradient built with np.zeros_like of integer labels or indices stays integer)"
+
+
 def as_gradient_array(value: Any) -> tuple[np.ndarray | None, str]:
     """A plain float64 ndarray made from a returned gradient, or ``(None, why not)``.
 
     Subclasses (which could override comparisons) are rebuilt as base ndarrays from their bytes.
     A Python or numpy float scalar is accepted as a 0-d array.
     """
+    if isinstance(value, np.matrix):
+        return (
+            None,
+            "is a numpy.matrix (its * multiplies matrices), expected a plain ndarray: return np.asarray(...)",
+        )
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "fiub":
             return None, f"has dtype {value.dtype}, expected a float array"
         if value.dtype.kind != "f":
-            return (
-                None,
-                f"has integer dtype {value.dtype}; gradients must be float (did you use np.zeros_like on int labels?)",
-            )
+            kind = "boolean" if value.dtype.kind == "b" else "integer"
+            return None, f"has {kind} dtype {value.dtype}, expected a float array"
         return np.array(np.ndarray.view(value, np.ndarray), dtype=np.float64, copy=True), ""
     if isinstance(value, (float, np.floating)) and not isinstance(value, bool):
         return np.array(float(value), dtype=np.float64), ""
@@ -74,7 +80,11 @@ def check_shape(
     array, problem = as_gradient_array(value)
     if array is None:
         return CheckResult(
-            "shape", name, "fail", f"{dname} {problem}", expected_shape=shape_text(expected_shape)
+            "shape",
+            name,
+            "fail",
+            f"{dname} {problem}{_INTEGER_HINT if 'integer dtype' in problem else ''}",
+            expected_shape=shape_text(expected_shape),
         ), None
     if array.shape == tuple(expected_shape):
         return CheckResult(

@@ -144,7 +144,14 @@ def _print_report(report: Any, quiet: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from checker.report import FORMATS
     from checker.suite import run
+
+    for path in args.report:  # before the run, not after minutes of it
+        if os.path.splitext(path)[1].lower() not in (*FORMATS, ".htm"):
+            raise _UsageError(
+                f"cannot write a report to {path!r}: the extension must be one of {', '.join(FORMATS)}"
+            )
 
     report = run(
         args.targets,
