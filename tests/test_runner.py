@@ -381,3 +381,27 @@ def test_a_float32_forward_still_fails_a_one_percent_gradient_error_by_finite_di
 def test_a_large_output_offset_is_not_a_false_alarm(seed):
     bc.register("offset_1e7", forward=lambda x: (x + 1e7, None), backward=lambda d, c: d, inputs={"x": "N,D"})
     assert bc.check("offset_1e7", seed=seed, cases=10, oracles=["fd"]).passed
+
+
+def test_taylor_second_opinion_clears_a_finite_difference_false_alarm_but_not_a_bug(monkeypatch):
+    from checker.oracles import finite_diff
+
+    def tanh_forward(x):
+        out = np.tanh(x)
+        return out, out
+
+    bc.register(
+        "tanh_ok", forward=tanh_forward, backward=lambda d, out: d * (1 - out**2), inputs={"x": "N,D"}
+    )
+    bc.register("tanh_bug", forward=tanh_forward, backward=lambda d, out: d * (1 - out), inputs={"x": "N,D"})
+    # Simulate finite differences that misjudge every entry (what noise or a kink could do).
+    monkeypatch.setattr(
+        finite_diff,
+        "confirm_entries",
+        lambda _o, _v, _n, actual, est, *a, **k: (est + 1.0, np.ones(actual.shape, bool)),
+    )
+    report = bc.check("tanh_ok", cases=2, oracles=["fd"], shrink=False)
+    assert report.passed
+    assert any("Taylor test converges" in m for m in report.frame.message)
+    bad = rows(bc.check("tanh_bug", cases=2, oracles=["fd"], shrink=False), "grad_fd", "x")
+    assert len(bad) and "Taylor test: first order" in bad.message.iloc[0]
