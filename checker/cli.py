@@ -30,6 +30,16 @@ def _dims_argument(text: str) -> dict[str, int]:
     return dims
 
 
+def _oracles_argument(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - {"fd", "torch", "autograd"})
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"--oracles {text!r}: choose from fd, torch, autograd (comma-separated)"
+        )
+    return names
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
@@ -77,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "full", "directional", "sampled"),
         default="auto",
         help="finite-difference mode",
+    )
+    run.add_argument(
+        "--oracles",
+        type=_oracles_argument,
+        default=None,
+        help="comma-separated oracles to run: fd, torch, autograd (default all three)",
     )
     run.add_argument(
         "--only",
@@ -158,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         cases=args.cases,
         mode=args.mode,
+        oracles=args.oracles,
         tol=args.tol,
         dims=args.dims,
         only=args.only,

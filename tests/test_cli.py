@@ -65,6 +65,7 @@ def test_buggy_module_exits_1_naming_the_gradient_its_shape_and_the_fix(module_f
         (["run", "missing_file.py"], "no such file"),
         (["run", "x.py", "--cases", "0"], "must be a whole number >= 1"),
         (["run", "x.py", "--dims", "N:3"], "SYMBOL=SIZE"),
+        (["run", "x.py", "--oracles", "bogus"], "choose from fd, torch, autograd"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(argv, fragment, capsys):
