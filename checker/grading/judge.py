@@ -97,15 +97,18 @@ def run_problem(run: SubmissionRun) -> str:
     return ""
 
 
-def _raw_structure(returned: Returned | None) -> Any:
-    """The student's gradient structure rebuilt from what the worker sent (Values in place of arrays)."""
+def _student_gradients(returned: Returned | None) -> Any:
+    """The student's gradient structure rebuilt with plain arrays (a refused value becomes ``_Refused``)."""
     if returned is None or returned.structure == "none":
         return None
-    if returned.structure in ("tuple", "list"):
-        return tuple(returned.values) if returned.structure == "tuple" else list(returned.values)
+    values = [_array_of(v) for v in returned.values]
+    if returned.structure == "tuple":
+        return tuple(values)
+    if returned.structure == "list":
+        return values
     if returned.structure == "dict":
-        return dict(returned.items())
-    return returned.values[0] if returned.values else None
+        return dict(zip(returned.keys, values, strict=True))
+    return values[0] if values else None
 
 
 def _array_of(value: Any) -> Any:
@@ -156,27 +159,13 @@ def _judge_ok(case: ExerciseCase, result: CallResult) -> list[tuple[str, CheckRe
         else:
             rows.append(("forward", _compare_values("loss", [np.reshape(loss, ())], case.expected_outputs)))
     # gradients
-    raw = _raw_structure(result.gradients)
-    raw = {k: _array_of(v) for k, v in raw.items()} if isinstance(raw, dict) else raw
-    raw = (
-        type(raw)(_array_of(v) for v in raw)
-        if isinstance(raw, (tuple, list))
-        else _array_of(raw)
-        if raw is not None
-        else None
-    )
     where = case.exercise.functions[-1]
-    grads, problems = normalize_gradients(raw, list(case.differentiable), where)
-    again_raw = _raw_structure(result.gradients_again)
-    again_raw = {k: _array_of(v) for k, v in again_raw.items()} if isinstance(again_raw, dict) else again_raw
-    again_raw = (
-        type(again_raw)(_array_of(v) for v in again_raw)
-        if isinstance(again_raw, (tuple, list))
-        else _array_of(again_raw)
-        if again_raw is not None
-        else None
+    grads, problems = normalize_gradients(
+        _student_gradients(result.gradients), list(case.differentiable), where
     )
-    again, _ = normalize_gradients(again_raw, list(case.differentiable), where)
+    again, _ = normalize_gradients(
+        _student_gradients(result.gradients_again), list(case.differentiable), where
+    )
     for problem in problems:
         unit = f"grad:{problem.target}" if problem.target in case.differentiable else "grad:*"
         rows.append((unit, CheckResult("shape", problem.target or where, "fail", problem.message)))
