@@ -25,6 +25,7 @@ __all__ = [
     "elementwise_estimates",
     "elementwise_gradient",
     "roundoff",
+    "shifted",
     "step_curve",
     "step_size",
 ]
@@ -51,7 +52,8 @@ def roundoff(plus: float, minus: float, h: float, eps: float = FLOAT64_EPS) -> f
     return 8 * eps * max(abs(plus), abs(minus)) / (2 * h)
 
 
-def _shifted(values: Mapping[str, np.ndarray], name: str, delta: np.ndarray) -> dict[str, np.ndarray]:
+def shifted(values: Mapping[str, np.ndarray], name: str, delta: np.ndarray) -> dict[str, np.ndarray]:
+    """``values`` with ``values[name] + delta`` in place of ``values[name]`` (the others shared, not copied)."""
     moved = dict(values)
     moved[name] = values[name] + delta
     return moved
@@ -75,8 +77,8 @@ def elementwise_estimates(
         delta = np.zeros(x.size)
         delta[i] = h
         delta = delta.reshape(x.shape)
-        plus = float(objective(_shifted(values, name, delta)))
-        minus = float(objective(_shifted(values, name, -delta)))
+        plus = float(objective(shifted(values, name, delta)))
+        minus = float(objective(shifted(values, name, -delta)))
         grad[i] = (plus - minus) / (2 * h)
         noise[i] = roundoff(plus, minus, h, eps)
     return grad.reshape(x.shape), noise.reshape(x.shape)
@@ -167,8 +169,8 @@ def _directional_derivative(
     eps: float = FLOAT64_EPS,
 ) -> tuple[float, float]:
     """The central difference along ``v`` and a bound on its round-off error."""
-    plus = float(objective(_shifted(values, name, h * v)))
-    minus = float(objective(_shifted(values, name, -h * v)))
+    plus = float(objective(shifted(values, name, h * v)))
+    minus = float(objective(shifted(values, name, -h * v)))
     return (plus - minus) / (2 * h), roundoff(plus, minus, h, eps)
 
 

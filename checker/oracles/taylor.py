@@ -21,14 +21,15 @@ wrong one still leaves ``h |<g - grad L, v>|``, order 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from checker.oracles.finite_diff import Objective, shifted
+
 __all__ = ["ROUNDOFF_MARGIN", "TaylorResult", "taylor_test"]
 
-Objective = Callable[[Mapping[str, np.ndarray]], float]
 #: A remainder is measured only when it exceeds this many times its round-off bound.
 ROUNDOFF_MARGIN = 10.0
 #: Orders at or above this separate "shrinks like h**2" (pass) from "like h" (fail).
@@ -54,12 +55,6 @@ class TaylorResult:
     remainders: tuple[float, ...]
     roundoff: tuple[float, ...]
     objective_calls: int
-
-
-def _moved(values: Mapping[str, np.ndarray], name: str, delta: np.ndarray) -> dict[str, np.ndarray]:
-    moved = dict(values)
-    moved[name] = values[name] + delta
-    return moved
 
 
 def taylor_test(
@@ -105,7 +100,7 @@ def taylor_test(
     steps, signed, roundoff = [], [], []
     for k in range(halvings + 1):
         h = h0 / 2**k
-        moved = float(objective(_moved(values, name, h * v)))
+        moved = float(objective(shifted(values, name, h * v)))
         steps.append(h)
         signed.append(moved - base - h * slope)
         roundoff.append(16 * eps * terms * (abs(moved) + abs(base) + abs(h * slope)))
