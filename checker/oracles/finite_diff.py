@@ -258,8 +258,6 @@ def step_curve(
     hs = np.asarray(steps, dtype=np.float64)
     errors = np.empty_like(hs)
     for i, h in enumerate(hs):
-        plus, minus = dict(values), dict(values)
-        plus[name], minus[name] = x + h * v, x - h * v
-        measured = (float(objective(plus)) - float(objective(minus))) / (2 * h)
+        measured, _ = _directional_derivative(objective, values, name, v, float(h))
         errors[i] = abs(measured - predicted)
     return hs, errors
