@@ -156,7 +156,7 @@ def check_gradient(
         return CheckResult(check, name, "pass", note, **common)
     dname = gradient_name(name)
     found = diagnose_gradient(actual, expected, context, tol) if context is not None else None
-    if found is not None and found.message:
+    if found is not None and found.code:
         message = found.message
     else:
         message = (
