@@ -34,6 +34,7 @@ from checker.checks import (
     check_gradient,
     check_shape,
     check_unchanged,
+    fingerprint,
     shape_text,
 )
 from checker.compare import compare_arrays, for_precision
@@ -50,6 +51,10 @@ ORACLES = ("fd", "torch", "autograd")
 FULL_LIMIT = 64
 #: Element-wise finite differences are computed to *explain* a failure up to this size.
 EXPLAIN_LIMIT = 4096
+#: Above this many differentiable elements, ``auto`` lets one oracle decide each gradient: the torch
+#: reference, else autograd of the user's own forward, else finite differences. The others run only
+#: for what it did not pass (or when the forward differs from the reference), to confirm and explain.
+DECIDE_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -134,10 +139,11 @@ def _run_layer(target: Target, case: Case, rng: np.random.Generator) -> _Executi
     backward_name = getattr(target.backward, "__name__", "backward")
     outs_raw, cache = call_forward(target, inputs, case.fresh_hyper())
     rows = [check_unchanged("forward", case.arrays, inputs, forward_name)]
+    del inputs  # the cache keeps what the backward needs
     outs = _outputs_as_arrays(outs_raw, forward_name)
     douts = tuple(rng.standard_normal(o.shape) for o in outs)
     try:
-        cache_before = {k: v.copy() for k, v in _flatten_arrays(cache).items()}
+        cache_before = {k: fingerprint(v) for k, v in _flatten_arrays(cache).items()}
     except USER_ERRORS:
         cache_before = {}
     dout_copies = [d.copy() for d in douts]
@@ -150,6 +156,7 @@ def _run_layer(target: Target, case: Case, rng: np.random.Generator) -> _Executi
     after = {"dout" if len(douts) == 1 else f"dout{i + 1}": d for i, d in enumerate(dout_copies)}
     cache_after = _flatten_arrays(cache)
     rows.append(check_unchanged("backward", names | cache_before, after | cache_after, backward_name))
+    del after, cache_after, dout_copies  # not held through the second backward's peak
     try:
         raw_again = target.backward(*[d.copy() for d in douts], cache)
     except USER_ERRORS as err:
@@ -274,14 +281,14 @@ def _run_model(target: Target, case: Case, rng: np.random.Generator) -> _Executi
 
 
 def _exact_oracles(
-    target: Target, case: Case, run: _Execution, options: CheckOptions, tol: Tolerances
+    target: Target, case: Case, run: _Execution, which: Sequence[str], tol: Tolerances
 ) -> tuple[dict[str, dict[str, np.ndarray]], list[CheckResult]]:
-    """Gradients from torch (reference) and autograd (user's own forward), and their rows."""
+    """Gradients from torch (reference) and autograd (user's own forward), as ``which`` asks, and their rows."""
     from checker.oracles import torch_numpy, torch_reference
 
     found: dict[str, dict[str, np.ndarray]] = {}
     rows: list[CheckResult] = []
-    if "torch" in options.oracles and target.torch_forward is not None:
+    if "torch" in which and target.torch_forward is not None:
         started = time.perf_counter()
         ref = torch_reference.reference_gradients(
             target,
@@ -305,7 +312,7 @@ def _exact_oracles(
             found["torch_reference"] = ref.gradients
             user_outs = run.outputs if target.style == "layer" else (np.array(run.value),)
             rows.extend(_forward_rows(user_outs, ref.outputs, tol, time.perf_counter() - started))
-    if "autograd" in options.oracles:
+    if "autograd" in which:
         namespaces = [f.__globals__ for f in target.user_functions.values() if hasattr(f, "__globals__")]
         auto = torch_numpy.autograd_gradients(
             run.objective, dict(case.arrays) | run.param_values, run.differentiable, run.value, namespaces
@@ -590,48 +597,55 @@ def _check_case(target: Target, case: Case, options: CheckOptions) -> list[Check
     grads, problems = normalize_gradients(run.raw_grads, run.differentiable, run.where)
     for problem in problems:
         rows.append(CheckResult("shape", problem.target or run.where, "fail", problem.message))
-    try:
-        exact, oracle_rows = _exact_oracles(target, case, run, options, tol)
-    except UserError as err:
-        exact, oracle_rows = {}, [CheckResult("call", err.where, "error", err.message)]
+    wanted = [o for o in ("torch", "autograd") if o in options.oracles]
+    size = sum(int(np.size(run.param_values[n])) for n in run.differentiable if n in run.param_values)
+    lazy = options.mode == "auto" and size > DECIDE_LIMIT
+    with_reference = "torch" in wanted and target.torch_forward is not None
+    first = ["torch"] if lazy and with_reference else wanted
+    exact, oracle_rows = _exact_rows(target, case, run, first, tol)
     rows.extend(oracle_rows)
     again = None
     if not isinstance(run.raw_grads_again, UserError):
         again, _ = normalize_gradients(run.raw_grads_again, run.differentiable, run.where)
     else:
         rows.append(CheckResult("determinism", run.where, "error", run.raw_grads_again.message))
+    # Each returned gradient is copied once checked: drop the originals as we go (peak memory).
+    run.raw_grads = run.raw_grads_again = None
+    checked: dict[str, tuple[np.ndarray, GradientContext]] = {}
+    by_name: dict[str, list[CheckResult]] = {}  # each input's rows, emitted in input order
     for name in run.differentiable:
         if name not in grads:
             continue
+        own = by_name.setdefault(name, [])
         context = _context(target, case, run, name)
         best_exact = next((g[name] for g in exact.values() if name in g), None)
-        shape_row, actual = check_shape(name, grads[name], context.param_shape, context, best_exact)
-        rows.append(shape_row)
+        shape_row, actual = check_shape(name, grads.pop(name), context.param_shape, context, best_exact)
+        own.append(shape_row)
         if actual is None or shape_row.status != "pass":
             continue
         finite_row = check_finite(name, actual, f"d{name}")
-        rows.append(finite_row)
+        own.append(finite_row)
         if finite_row.status != "pass":
             continue
         if again is not None and name in again:
-            second, _ = as_gradient_array(again[name])
+            second, _ = as_gradient_array(again.pop(name))
             if second is not None:
-                rows.append(check_deterministic(name, actual, second, run.where))
-        for oracle, gradients in exact.items():
-            if name in gradients:
-                check = "grad_torch" if oracle == "torch_reference" else "grad_autograd"
-                rows.append(
-                    check_gradient(
-                        name,
-                        actual,
-                        gradients[name],
-                        check=check,
-                        oracle=oracle,
-                        tol=tol.exact,
-                        context=context,
-                    )
-                )
-        if "fd" in options.oracles:
+                own.append(check_deterministic(name, actual, second, run.where))
+            del second
+        checked[name] = (actual, context)
+    settled = _compare_exact(exact, checked, tol, by_name)
+    forward_ok = not any(r.check == "forward_torch" and r.failed for r in rows)
+    rest = [o for o in wanted if o not in first]
+    if rest and not (forward_ok and set(checked) <= settled):
+        more, more_rows = _exact_rows(target, case, run, rest, tol)
+        rows.extend(more_rows)
+        settled |= _compare_exact(more, checked, tol, by_name)
+        exact |= more
+    if "fd" in options.oracles:
+        for name, (actual, context) in checked.items():
+            if lazy and forward_ok and name in settled:
+                continue  # an exact oracle passed it: finite differences could only agree
+            best_exact = next((g[name] for g in exact.values() if name in g), None)
             fd_started = time.perf_counter()
             try:
                 fd_row = _fd_rows(name, actual, run, options, tol, rng, context, best_exact)
@@ -644,8 +658,44 @@ def _check_case(target: Target, case: Case, options: CheckOptions) -> list[Check
                 fd_row = CheckResult(
                     "grad_fd", name, "error", f"while taking finite differences: {err.message}"
                 )
-            rows.append(replace(fd_row, seconds=time.perf_counter() - fd_started))
+            by_name[name].append(replace(fd_row, seconds=time.perf_counter() - fd_started))
+    for own in by_name.values():
+        rows.extend(own)
     return _stamp(rows, target, case, started)
+
+
+def _exact_rows(
+    target: Target, case: Case, run: _Execution, which: Sequence[str], tol: Tolerances
+) -> tuple[dict[str, dict[str, np.ndarray]], list[CheckResult]]:
+    """:func:`_exact_oracles` for ``which``, with a user error as an error row."""
+    if not which:
+        return {}, []
+    try:
+        return _exact_oracles(target, case, run, which, tol)
+    except UserError as err:
+        return {}, [CheckResult("call", err.where, "error", err.message)]
+
+
+def _compare_exact(
+    exact: Mapping[str, Mapping[str, np.ndarray]],
+    checked: Mapping[str, tuple[np.ndarray, GradientContext]],
+    tol: Tolerances,
+    by_name: dict[str, list[CheckResult]],
+) -> set[str]:
+    """Compare each checked gradient with each exact oracle's (rows go to ``by_name``); returns the
+    names that some oracle passed."""
+    settled = set()
+    for name, (actual, context) in checked.items():
+        for oracle, gradients in exact.items():
+            if name in gradients:
+                check = "grad_torch" if oracle == "torch_reference" else "grad_autograd"
+                row = check_gradient(
+                    name, actual, gradients[name], check=check, oracle=oracle, tol=tol.exact, context=context
+                )
+                by_name[name].append(row)
+                if row.status == "pass":
+                    settled.add(name)
+    return settled
 
 
 def _finite_outputs(run: _Execution) -> list[CheckResult]:

@@ -405,3 +405,45 @@ def test_taylor_second_opinion_clears_a_finite_difference_false_alarm_but_not_a_
     assert any("Taylor test converges" in m for m in report.frame.message)
     bad = rows(bc.check("tanh_bug", cases=2, oracles=["fd"], shrink=False), "grad_fd", "x")
     assert len(bad) and "Taylor test: first order" in bad.message.iloc[0]
+
+
+BIG = {"N": 64, "D": 64, "M": 64}  # 8256 differentiable elements: above runner.DECIDE_LIMIT
+
+
+def test_a_large_case_lets_the_torch_reference_decide_and_the_other_oracles_explain_a_failure():
+    bc.register(
+        "big_affine_ref",
+        forward=affine_forward,
+        backward=affine_backward,
+        inputs=AFFINE_INPUTS,
+        torch_forward=torch_affine,
+    )
+    ok = bc.check("big_affine_ref", dims=BIG)
+    assert ok.passed
+    assert {"forward_torch", "grad_torch"} <= set(ok.frame.check)
+    assert not {"grad_autograd", "grad_fd"} & set(ok.frame.check)  # the reference settled every gradient
+
+    def backward(dout, cache):
+        dx, dw, db = affine_backward(dout, cache)
+        return dx * 1.01, dw, db
+
+    bad = check_backward("big_affine_ref_dx", backward, torch_forward=torch_affine, dims=BIG)
+    frame = bad.frame
+    assert set(rows(bad, "grad_torch").target) == {"x"}
+    assert set(frame[frame.check == "grad_autograd"].target) == {"x", "w", "b"}  # ran to explain
+    assert set(frame[frame.check == "grad_fd"].target) == {"x"}  # only where no exact oracle passed
+    assert set(rows(bad, "grad_fd").target) == {"x"}
+
+
+def test_a_backward_writing_into_a_large_cache_is_caught_without_copying_it():
+    def forward(x, w, b):
+        return x @ w + b, {"x": x, "w": w, "buffer": np.zeros((256, 256))}
+
+    def backward(dout, cache):
+        cache["buffer"][17, 3] = 1.0  # one element of a 0.5 MB array in the cache
+        x, w = cache["x"], cache["w"]
+        return dout @ w.T, x.T @ dout, dout.sum(0)
+
+    report = check_backward("affine_writes_cache", backward, forward=forward)
+    bad = rows(report, "mutation", "backward")
+    assert len(bad) and "cache['buffer']" in bad.message.iloc[0]

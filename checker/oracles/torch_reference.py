@@ -44,13 +44,13 @@ def reference_gradients(
         array = np.asarray(value)
         wants_grad = name in differentiable and params is None
         dtype = torch.int64 if array.dtype.kind in "iu" else torch.float64
-        tensors[name] = torch.tensor(array, dtype=dtype, requires_grad=wants_grad and dtype == torch.float64)
+        if wants_grad and dtype == torch.float64:
+            tensors[name] = _shared_leaf(array)
+        else:
+            tensors[name] = torch.tensor(array, dtype=dtype)
     try:
         if params is not None:
-            param_tensors = {
-                k: torch.tensor(np.asarray(v), dtype=torch.float64, requires_grad=True)
-                for k, v in params.items()
-            }
+            param_tensors = {k: _shared_leaf(np.asarray(v)) for k, v in params.items()}
             result = target.torch_forward(param_tensors, *(tensors[n] for n in target.inputs))
             leaves = param_tensors
         else:
@@ -67,7 +67,20 @@ def reference_gradients(
     except USER_ERRORS as err:
         return ReferenceResult((), {}, f"torch_forward raised {describe_exception(err)}")
     gradients = {
-        name: (np.zeros(tuple(leaf.shape)) if g is None else g.detach().numpy().astype(np.float64))
+        name: (np.zeros(tuple(leaf.shape)) if g is None else np.asarray(g.detach().numpy(), dtype=np.float64))
         for (name, leaf), g in zip(leaves.items(), grads, strict=True)
     }
-    return ReferenceResult(tuple(o.detach().numpy().astype(np.float64) for o in outs), gradients)
+    return ReferenceResult(tuple(np.asarray(o.detach().numpy(), dtype=np.float64) for o in outs), gradients)
+
+
+def _shared_leaf(array: np.ndarray) -> Any:
+    """A float64 leaf tensor that requires grad, sharing ``array``'s memory when it can.
+
+    Sharing is safe: autograd refuses an in-place write to a leaf that requires grad (or to a view
+    of it) before anything is written, so the reference cannot change the case's arrays.
+    """
+    import torch
+
+    if array.dtype != np.float64 or not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, dtype=np.float64, order="C")
+    return torch.from_numpy(array).requires_grad_(True)
