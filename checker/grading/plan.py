@@ -6,7 +6,6 @@ submission the same cases, so grading is deterministic and fair.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,11 +154,3 @@ def plan_exercises(
     for c in planned:
         arrays |= c.arrays
     return planned, arrays
-
-
-def input_key(case: ExerciseCase, name: str) -> str:
-    return f"{case.call.id}/{name}"
-
-
-def sent_mapping(case: ExerciseCase) -> Mapping[str, np.ndarray]:
-    return case.sent
