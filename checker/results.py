@@ -35,6 +35,8 @@ class CheckResult:
     seed: int = 0
     seconds: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: the accuracy the row was judged at: float64, float32, float16 (keyword-only, after evidence)
+    precision: str = field(default="", kw_only=True)
 
     @property
     def failed(self) -> bool:
