@@ -171,7 +171,7 @@ def autograd_gradients(
     (``shadow``): how far the two gradients are apart is what that precision can resolve at this input.
     """
     try:
-        import torch  # noqa: F401
+        import torch
         import torch._numpy  # noqa: F401
     except Exception as err:  # pragma: no cover - depends on the torch build
         return AutogradResult({}, skipped=f"torch._numpy unavailable ({describe_exception(err)})")
