@@ -136,7 +136,9 @@ def value(info: Any, blobs: list[bytes]) -> Value:
         return Value(type=kind, array=None, error="is None, expected a numpy array")
     if family not in ("ndarray", "numpy-scalar", "number"):
         detail = f" ({note})" if note else ""
-        return Value(type=kind, array=None, error=f"is {article(kind)} {kind}, expected a numpy array{detail}")
+        return Value(
+            type=kind, array=None, error=f"is {article(kind)} {kind}, expected a numpy array{detail}"
+        )
     if info.get("exact") is not True:
         message = f"is {article(kind)} {kind}, expected a plain numpy array: return np.asarray(...) of it"
         return Value(type=kind, array=None, error=message, dtype=dtype)
@@ -151,7 +153,9 @@ def value(info: Any, blobs: list[bytes]) -> Value:
     except Exception as exc:
         return Value(type=kind, array=None, error=f"could not be read: {clean_text(exc, 300)}", dtype=dtype)
     if list(array.shape) != info.get("shape"):
-        return Value(type=kind, array=None, error="could not be read: its shape differs from its record", dtype=dtype)
+        return Value(
+            type=kind, array=None, error="could not be read: its shape differs from its record", dtype=dtype
+        )
     return Value(type=kind, array=array, dtype=dtype)
 
 

@@ -135,7 +135,9 @@ def _sandbox_text(runtime: Runtime | None) -> str:
     return runtime.describe() if runtime is not None else NO_SANDBOX
 
 
-def _run(submission: Path, calls: list[Call], arrays: bytes, limits: Limits, runtime: Runtime | None) -> SubmissionRun:
+def _run(
+    submission: Path, calls: list[Call], arrays: bytes, limits: Limits, runtime: Runtime | None
+) -> SubmissionRun:
     work = Path(tempfile.mkdtemp(prefix="bc-work-"))
     private = Path(tempfile.mkdtemp(prefix="bc-grader-"))
     try:
@@ -175,7 +177,9 @@ def _copy_submission(source: Path, target: Path) -> Path:
     """Copy regular files only. Symlinks are skipped: following one could hand the student a file of
     the grader's. The copy is world-readable so that the sandbox's uid can bind it."""
     if source.is_symlink():
-        raise _SubmissionProblem(f"the submission {source.name} is a symbolic link; submit a file or a folder")
+        raise _SubmissionProblem(
+            f"the submission {source.name} is a symbolic link; submit a file or a folder"
+        )
     if source.is_file():
         if source.suffix != ".py":
             raise _SubmissionProblem(f"the submission {source.name} is not a .py file or a folder")
@@ -191,7 +195,9 @@ def _copy_submission(source: Path, target: Path) -> Path:
     else:
         raise _SubmissionProblem(f"no submission found at {source}")
     if len(files) > _MAX_SUBMISSION_FILES:
-        raise _SubmissionProblem(f"the submission has {len(files)} files; at most {_MAX_SUBMISSION_FILES} are accepted")
+        raise _SubmissionProblem(
+            f"the submission has {len(files)} files; at most {_MAX_SUBMISSION_FILES} are accepted"
+        )
     if sum(path.stat().st_size for path, _ in files) > _MAX_SUBMISSION_BYTES:
         raise _SubmissionProblem(f"the submission is larger than {_MAX_SUBMISSION_BYTES // 2**20} MiB")
     target.mkdir(mode=0o755)
@@ -270,7 +276,9 @@ def _assemble(
             elif kind == "imported" and not imported:
                 imported = True
                 errors = header.get("errors")
-                import_errors += [e for e in map(frames.error_record, errors if isinstance(errors, list) else []) if e]
+                import_errors += [
+                    e for e in map(frames.error_record, errors if isinstance(errors, list) else []) if e
+                ]
             elif kind == "refused":
                 module = clean_text(header.get("module", ""), 200)
                 runtime_refusals.append(
@@ -294,7 +302,9 @@ def _assemble(
                 results[call_id] = CallResult(call_id, "error", error=CallError("", message, "worker"))
     if not hello_seen and worker_error is None:
         said = outcome.stderr.text().strip().splitlines()
-        worker_error = f"the sandbox could not start the worker: {clean_text(said[-1] if said else 'no message', 500)}"
+        worker_error = (
+            f"the sandbox could not start the worker: {clean_text(said[-1] if said else 'no message', 500)}"
+        )
 
     returncode = outcome.returncode
     number = -returncode if returncode < 0 else None
@@ -313,8 +323,10 @@ def _assemble(
     else:
         ended = f"the worker process exited with code {returncode} (sys.exit or os._exit in the submission?)"
     if not imported and not completed and not worker_error:
-        import_errors.append(CallError(type="", message=f"{ended} while the submission was being imported", phase="import"))
-    end_time = max((a for _, _, a in received), default=0.0)
+        import_errors.append(
+            CallError(type="", message=f"{ended} while the submission was being imported", phase="import")
+        )
+    end_time = max([outcome.ended, *(a for _, _, a in received)])
     for call in calls:
         if call.id in results:
             continue

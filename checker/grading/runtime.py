@@ -148,7 +148,9 @@ def _bwrap_version(bwrap: str) -> str:
         raise SandboxUnavailable(f"{bwrap} cannot be run: {exc}." + _NO_SANDBOX_HINT) from None
     match = re.search(r"(\d+)\.(\d+)\.(\d+)", result.stdout)
     if result.returncode != 0 or not match:
-        raise SandboxUnavailable(f"{bwrap} --version failed: {result.stderr.strip()[:300]}" + _NO_SANDBOX_HINT)
+        raise SandboxUnavailable(
+            f"{bwrap} --version failed: {result.stderr.strip()[:300]}" + _NO_SANDBOX_HINT
+        )
     if tuple(int(g) for g in match.groups()) < MIN_BWRAP:
         raise SandboxUnavailable(
             f"{bwrap} is bubblewrap {match.group(0)}; backprop-check needs 0.8.0 or newer (tmpfs sizes). "
@@ -182,7 +184,9 @@ def _build() -> Runtime:
     binds = [(interpreter, interpreter), *((d, d) for d in stdlib), *((d, d) for d in libraries)]
     binds += packages + worker
     binds.sort(key=lambda bind: bind[1])  # a folder before what is bound inside it
-    masks = [os.path.join(d, m) for d in stdlib for m in _HIDDEN_IN_STDLIB if os.path.isdir(os.path.join(d, m))]
+    masks = [
+        os.path.join(d, m) for d in stdlib for m in _HIDDEN_IN_STDLIB if os.path.isdir(os.path.join(d, m))
+    ]
     links = _symlink_hops(_elf_interpreter(interpreter))
     run_as = (SANDBOX_UID, SANDBOX_UID) if os.geteuid() == 0 else None
     staged = None
@@ -243,7 +247,7 @@ def _elf_interpreter(path: str) -> str | None:
         head = f.read(64)
         if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
             return None
-        phoff, = struct.unpack_from("<Q", head, 32)
+        (phoff,) = struct.unpack_from("<Q", head, 32)
         phentsize, phnum = struct.unpack_from("<HH", head, 54)
         for index in range(phnum):
             f.seek(phoff + index * phentsize)

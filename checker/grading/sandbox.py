@@ -79,6 +79,7 @@ class Outcome:
     timed_out: bool
     stopped: str
     seconds: float
+    ended: float = 0.0  # time.monotonic() when the run was over
 
 
 # ------------------------------------------------------------------------------------ bwrap's arguments
@@ -143,7 +144,15 @@ def run_isolated(
     options = ("\0".join(bwrap_arguments(runtime, submission, limits)) + "\0").encode()
 
     def argv(result_fd: int, args_fd: int) -> list[str]:
-        return [runtime.bwrap, "--args", str(args_fd), "--", runtime.interpreter, *command[1:], str(result_fd)]
+        return [
+            runtime.bwrap,
+            "--args",
+            str(args_fd),
+            "--",
+            runtime.interpreter,
+            *command[1:],
+            str(result_fd),
+        ]
 
     return _run(argv, stdin, limits, on_result, runtime, options, cwd="/")
 
@@ -214,7 +223,8 @@ def _run(
     code = process.returncode
     if runtime is not None and code > 128 and not state["stopped"]:
         code = -(code - 128)  # bwrap: killed by signal N -> exit code 128 + N
-    return Outcome(stdout, stderr, code, state["timed_out"], state["stopped"], time.monotonic() - start)
+    ended = time.monotonic()
+    return Outcome(stdout, stderr, code, state["timed_out"], state["stopped"], ended - start, ended)
 
 
 def _pump(
@@ -310,7 +320,9 @@ def explain_failure(runtime: Runtime, stderr: str, returncode: int) -> str:
     said = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {returncode}"
     causes = []
     if _sysctl("user.max_user_namespaces") == "0":
-        causes.append("user namespaces are disabled (user.max_user_namespaces = 0): `sysctl -w user.max_user_namespaces=15000`")
+        causes.append(
+            "user namespaces are disabled (user.max_user_namespaces = 0): `sysctl -w user.max_user_namespaces=15000`"
+        )
     if _sysctl("kernel.unprivileged_userns_clone") == "0":
         causes.append(
             "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0): "
