@@ -121,7 +121,7 @@ def bwrap_arguments(runtime: Runtime, submission: Path | None, limits: Limits) -
     args += ["--size", tmpfs, "--tmpfs", "/tmp", "--size", tmpfs, "--tmpfs", "/dev/shm"]
     if submission is not None:
         args += ["--ro-bind", str(submission), SUBMISSION_DIR]
-    args += ["--chdir", "/tmp"]
+    args += ["--remount-ro", "/", "--chdir", "/tmp"]  # only /tmp and /dev/shm stay writable
     return args
 
 
