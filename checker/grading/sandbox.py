@@ -33,8 +33,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,8 +208,14 @@ def _run(
         if args_read >= 0:
             os.close(args_read)
     if options is not None:
-        with open(args_write, "wb") as sink, suppress(BrokenPipeError):
-            sink.write(options)  # bwrap reads its options before it starts the command
+        try:
+            view = memoryview(options)
+            while view:  # bwrap reads its options before it starts the command
+                view = view[os.write(args_write, view) :]
+        except BrokenPipeError:
+            pass  # bwrap failed before reading them: its stderr says why
+        finally:
+            os.close(args_write)
     stdout, stderr = Excerpt(limits.max_log_bytes), Excerpt(limits.max_log_bytes)
     state = {"timed_out": False, "stopped": ""}
     try:
@@ -294,7 +300,7 @@ def verify(runtime: Runtime) -> None:
         received.extend(data)
         return None
 
-    with tempfile.NamedTemporaryFile() as empty:
+    with tempfile.NamedTemporaryFile() as empty, _startable(runtime):
         outcome = run_isolated(
             runtime,
             ["python", "-I", "-S", "-B", "-c", _CHECK, PACKAGES],
@@ -308,6 +314,17 @@ def verify(runtime: Runtime) -> None:
     raise SandboxUnavailable(explain_failure(runtime, outcome.stderr.text(), outcome.returncode))
 
 
+@contextmanager
+def _startable(runtime: Runtime) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"{runtime.bwrap} cannot be started: {exc}. If its folder is mounted noexec, set TMPDIR to a "
+            "folder that allows programs (the runtime is staged there when the grader runs as root)."
+        ) from None
+
+
 def _sysctl(name: str) -> str | None:
     try:
         return Path("/proc/sys", *name.split(".")).read_text().strip()
@@ -317,7 +334,8 @@ def _sysctl(name: str) -> str | None:
 
 def explain_failure(runtime: Runtime, stderr: str, returncode: int) -> str:
     """Why bwrap could not make a sandbox here, and what to do about it."""
-    said = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {returncode}"
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    said = " / ".join(lines[-3:]) if lines else f"exit code {returncode}"
     causes = []
     if _sysctl("user.max_user_namespaces") == "0":
         causes.append(

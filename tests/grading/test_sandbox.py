@@ -180,9 +180,14 @@ def test_correct_submission_returns_every_value_as_a_plain_float64_array(batch):
     assert float(loss.loss.array) == pytest.approx(0.5 * np.sum(ARRAYS["x"] ** 2))
     assert loss.gradients.structure == "dict" and loss.gradients.keys == ("x",)
     assert run.stdout == "" and run.stdout_bytes == 0
-    assert run.sandbox.startswith("bubblewrap ") and "new user, pid, ipc, net, mount, uts namespaces" in run.sandbox
+    assert (
+        run.sandbox.startswith("bubblewrap ")
+        and "new user, pid, ipc, net, mount, uts namespaces" in run.sandbox
+    )
     assert run.sandbox.endswith("as uid 65534" if AS_ROOT else f"as uid {os.getuid()} (the grader's user)")
-    assert run.isolation["uid"] == (65534 if AS_ROOT else os.getuid()) and run.isolation["no_new_privs"] is True
+    assert (
+        run.isolation["uid"] == (65534 if AS_ROOT else os.getuid()) and run.isolation["no_new_privs"] is True
+    )
     assert run.isolation["pid"] == 2  # pid 1 is bwrap's reaper: a PID namespace of its own
     assert run.isolation["limits"]["RLIMIT_AS"] == LIMITS.memory_mb * 2**20
 
@@ -526,7 +531,9 @@ def test_state_left_by_one_submission_is_gone_for_the_next():
         "left: /dev/shm/bc-answers",
     ]
     assert reader.stdout == "found: []\n"
-    assert not any(Path(p).exists() for p in ("/run/lock/bc-answers", "/tmp/bc-answers", "/dev/shm/bc-answers"))
+    assert not any(
+        Path(p).exists() for p in ("/run/lock/bc-answers", "/tmp/bc-answers", "/dev/shm/bc-answers")
+    )
 
 
 def test_filling_tmp_and_dev_shm_stops_at_the_cap_and_hurts_only_that_run():
