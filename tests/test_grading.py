@@ -208,7 +208,9 @@ def test_one_student_cannot_break_the_report_for_the_class(tmp_path):
     scores = pd.read_csv(out / "scores.csv").set_index(["submission", "exercise"])
     assert scores.loc[("good_student", "affine"), "score"] == AFFINE.points
     assert scores.loc[("nan_clock", "affine"), "score"] == AFFINE.points  # its NaN clock changed nothing
-    assert scores.loc[("deep_nesting", "TOTAL"), "message"].startswith("could not be imported: deep_nesting.py")
+    assert scores.loc[("deep_nesting", "TOTAL"), "message"].startswith(
+        "could not be imported: deep_nesting.py"
+    )
     for name in ("good_student", "nan_clock", "control_characters", "deep_nesting"):
         results = json.loads((out / "gradescope" / f"{name}.json").read_text())
         json.dumps(results, allow_nan=False)
