@@ -146,6 +146,8 @@ def _print_report(report: Any, quiet: bool) -> None:
             if s.status == "pass":
                 continue
             console.print(f"[bold red]{s.function}[/bold red]: {s.first_failure}", markup=True)
+            if s.notes:
+                console.print(f"  note: {s.notes}")
             if s.shape_pattern:
                 console.print(f"  shapes: {s.shape_pattern}")
             if s.shrunk_dims:

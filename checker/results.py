@@ -64,6 +64,8 @@ class FunctionSummary:
     shrunk_dims: str = ""
     reproduce: str = ""
     first_failure: str = ""
+    #: what the headline leaves out: codes found only where a symbol has size 1, or why none is given
+    notes: str = ""
 
 
 def records_to_frame(records: list[CheckResult]) -> Any:

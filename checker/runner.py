@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -576,7 +577,23 @@ def _context(target: Target, case: Case, run: _Execution, name: str) -> Gradient
         inputs={k: np.asarray(v) for k, v in case.arrays.items()}
         | {k: np.asarray(v) for k, v in run.param_values.items()},
         douts=run.douts,
+        batch=_batch_symbol(target, case) if target.style == "model" else None,
     )
+
+
+def _batch_symbol(target: Target, case: Case) -> tuple[str, int] | None:
+    """The symbol every data input has as its leading or trailing axis (``N`` for ``X: "N,D"``,
+    ``y: labels("N")``; also for column-major ``X: "D,N"``), with its size; None when not one symbol."""
+    ends = [
+        {s for s in (spec.shape[0], spec.shape[-1]) if isinstance(s, str)}
+        for spec in target.inputs.values()
+        if spec.shape
+    ]
+    common = set.intersection(*ends) if ends else set()
+    if len(common) != 1:
+        return None
+    symbol = common.pop()
+    return symbol, int(case.dims[symbol])
 
 
 def check_case(target: Target, case: Case, options: CheckOptions | None = None) -> list[CheckResult]:
@@ -588,7 +605,10 @@ def check_case(target: Target, case: Case, options: CheckOptions | None = None) 
         warm_up()
     started = time.perf_counter()
     try:
-        with time_limit(options.timeout):
+        with time_limit(options.timeout), warnings.catch_warnings():
+            # The harness's own warnings (a NaN the user's forward produced, met in a comparison) are
+            # not the user's business; the user's code keeps its warnings.
+            warnings.filterwarnings("ignore", module=r"checker(\.|$)")
             return _check_case(target, case, options)
     except UserTimeout as err:
         message = f"the user's code {err}; it may hang (the limit is CheckOptions.timeout / --timeout)"
