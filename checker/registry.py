@@ -306,6 +306,9 @@ def import_target_module(spec: str, rootdir: Path | None = None) -> Any:
     Any failure (missing file, SyntaxError, an exception at import) is a :class:`TargetNotFound`
     whose message carries the reason.
     """
+    # A check leaves no trace in the user's folder: no __pycache__ beside their file (the run is
+    # asked for reports only); their module is small and compiles in milliseconds.
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         return _import(spec, rootdir)
     except TargetNotFound:
@@ -326,6 +329,8 @@ def import_target_module(spec: str, rootdir: Path | None = None) -> Any:
         raise TargetNotFound(
             f"cannot import {spec!r}: importing it raised {describe_exception(err)}"
         ) from None
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
 
 
 def _import(spec: str, rootdir: Path | None) -> Any:
