@@ -26,6 +26,10 @@ bc.register("affine", forward=affine_forward, backward=affine_backward, inputs={
 """
 
 
+#: Two cases and finite differences only (no torch to load): enough to draw dims and shrink a failure.
+QUICK = ["--cases", "2", "--oracles", "fd"]
+
+
 def _clean_env() -> dict[str, str]:
     """The environment of a user who never heard of our settings: bytecode written, default storage."""
     env = {
@@ -49,7 +53,7 @@ def user_folder(tmp_path: Path) -> Path:
 
 def test_the_cli_leaves_only_the_report_it_was_asked_for(user_folder: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "checker.cli", "run", "mylayers.py", "--cases", "3", "--report", "out.html"],
+        [sys.executable, "-m", "checker.cli", "run", "mylayers.py", *QUICK, "--report", "out.html"],
         cwd=user_folder,
         env=_clean_env(),
         capture_output=True,
@@ -62,7 +66,7 @@ def test_the_cli_leaves_only_the_report_it_was_asked_for(user_folder: Path) -> N
 
 
 def test_the_python_api_leaves_nothing_behind(user_folder: Path) -> None:
-    script = "import checker as bc, mylayers\nassert not bc.run('mylayers', cases=3).passed\n"
+    script = "import checker as bc, mylayers\nassert not bc.run('mylayers', cases=2, oracles=['fd']).passed\n"
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=user_folder,
@@ -80,7 +84,7 @@ def test_the_pytest_plugin_leaves_no_hypothesis_folder(pytester: pytest.Pytester
     pytester.makepyfile(mylayers=LAYERS)
     before = _listing(pytester.path)
     result = pytester.runpytest_subprocess(
-        "--backprop-check", "mylayers", "--backprop-cases", "3", "-p", "no:cacheprovider"
+        "--backprop-check", "mylayers", "--backprop-cases", "2", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(failed=1)
     pytesters_own = {"stdout", "stderr", "runpytest-0", "runpytest-current"}  # its captured output, basetemp
@@ -95,7 +99,7 @@ def test_a_storage_folder_the_user_chose_is_used(
 ) -> None:
     chosen = tmp_path_factory.mktemp("hypothesis-storage")
     result = subprocess.run(
-        [sys.executable, "-m", "checker.cli", "run", "mylayers.py", "--cases", "3", "--quiet"],
+        [sys.executable, "-m", "checker.cli", "run", "mylayers.py", *QUICK, "--quiet"],
         cwd=user_folder,
         env=_clean_env() | {"HYPOTHESIS_STORAGE_DIRECTORY": str(chosen)},
         capture_output=True,
