@@ -13,9 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import inspect
 import pkgutil
-import reprlib
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -25,6 +23,7 @@ from typing import Any
 
 from checker.compare import EXACT, FINITE_DIFFERENCE, Tolerance
 from checker.errors import BackpropCheckError, RegistrationError, SpecError, TargetNotFound
+from checker.signatures import check_arities, describe_value, require_callable
 from checker.spec import InputSpec, as_input_spec, normalize_dims
 
 __all__ = [
@@ -145,179 +144,6 @@ class Target:
 REGISTRY: dict[tuple[str, str], Target] = {}
 
 
-def _shape_of(value: object) -> str | None:
-    shape = getattr(value, "shape", None)
-    return str(tuple(shape)) if isinstance(shape, tuple) and hasattr(value, "dtype") else None
-
-
-def _describe_value(value: object) -> str:
-    """A short account of a passed value, never its contents: ``a tuple of 2 arrays, shapes (2, 4) and (4,)``."""
-    shape = _shape_of(value)
-    if shape is not None:
-        return f"an array of shape {shape}"
-    if isinstance(value, (tuple, list)):
-        kind = type(value).__name__
-        shapes = [_shape_of(v) for v in value]
-        if value and all(shapes):
-            listed = ", ".join(str(s) for s in shapes[:4]) + (", ..." if len(shapes) > 4 else "")
-            return f"a {kind} of {len(value)} array{'s' if len(value) > 1 else ''}, shape{'s' if len(value) > 1 else ''} {listed}"
-        kinds = ", ".join(
-            f"array {s}" if s else type(v).__name__ for v, s in zip(value[:4], shapes[:4], strict=False)
-        )
-        return f"a {kind} of {len(value)} value{'s' if len(value) != 1 else ''} ({kinds}{', ...' if len(value) > 4 else ''})"
-    if isinstance(value, Mapping):
-        keys = list(value)[:6]
-        return f"a {type(value).__name__} with keys {keys}{' ...' if len(value) > 6 else ''}"
-    text = reprlib.repr(value)
-    return (
-        text if isinstance(value, (str, int, float, complex, bool)) else f"a {type(value).__name__} ({text})"
-    )
-
-
-def _require_callable(value: object, argument: str, name: str) -> None:
-    if callable(value):
-        return
-    if isinstance(value, str):
-        raise RegistrationError(
-            f"register({name!r}): {argument}={reprlib.repr(value)} is not callable; pass the function itself, "
-            f"not its name: {argument}={value if value.isidentifier() else 'my_' + argument} (no quotes)"
-        )
-    if isinstance(value, (bool, int, float, complex)):
-        raise RegistrationError(
-            f"register({name!r}): {argument}={value!r} is not callable; pass the function itself, "
-            f"e.g. {argument}=my_{argument}"
-        )
-    raise RegistrationError(
-        f"register({name!r}): {argument}= got {_describe_value(value)}, which is not callable: "
-        f"the result of calling a function? Pass the function itself, e.g. {argument}=my_{argument} "
-        "(no parentheses: the harness calls it with each case's inputs)"
-    )
-
-
-def _check_arity(
-    name: str,
-    argument: str,
-    fn: Callable[..., Any],
-    positional: list[str],
-    keywords: Mapping[str, Any] | None = None,
-    *,
-    more_keywords: bool = False,
-    usage: str,
-) -> None:
-    """Refuse ``fn`` at registration when it cannot be called as the runner will call it.
-
-    ``positional``: names of the positional arguments it will get; ``keywords``: the keyword
-    arguments (``hyper=``); ``more_keywords``: more may come (``hyper=`` is a callable of the dims),
-    so missing parameters are not held against it. Callables without a signature (some builtins)
-    pass: they are judged when called.
-    """
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return
-    bind = signature.bind_partial if more_keywords else signature.bind
-    try:
-        bind(*(object() for _ in positional), **dict.fromkeys(keywords or {}))
-    except TypeError as err:
-        reason = str(err)
-        if reason.startswith("too many positional"):
-            kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            takes = sum(p.kind in kinds for p in signature.parameters.values())
-            reason = f"it takes {takes} positional argument{'s' if takes != 1 else ''}, not {len(positional)}"
-        call = ", ".join([*positional, *(f"{k}=..." for k in keywords or {})])
-        called = getattr(fn, "__name__", type(fn).__name__)
-        raise RegistrationError(
-            f"register({name!r}): {argument}={called}{signature} cannot be called as "
-            f"{argument}({call}): {reason}; {usage}"
-        ) from None
-
-
-def _check_arities(
-    name: str, style: str, given: Mapping[str, Any], specs: Mapping[str, InputSpec], **extra: Any
-) -> None:
-    """Each user function (and ``torch_forward``) against the call the runner will make."""
-    inputs = list(specs)
-    hyper = extra["hyper"]
-    keywords = hyper if isinstance(hyper, Mapping) else None
-    more = callable(hyper)
-    as_keywords = " and hyper= as keywords" if hyper is not None else ""
-    in_order = f"one positional argument per entry of inputs= in order ({', '.join(inputs)}){as_keywords}"
-    if style == "layer":
-        _check_arity(
-            name,
-            "forward",
-            given["forward"],
-            inputs,
-            keywords,
-            more_keywords=more,
-            usage=f"forward is called with {in_order}; make its parameters match",
-        )
-        outputs = extra["outputs"]
-        douts = ["dout"] if outputs == 1 else [f"dout{i + 1}" for i in range(outputs)]
-        _check_arity(
-            name,
-            "backward",
-            given["backward"],
-            [*douts, "cache"],
-            usage=f"backward is called as backward({', '.join(douts)}, cache) with the cache forward returned",
-        )
-    elif style == "loss":
-        _check_arity(
-            name,
-            "value_and_grad",
-            given["value_and_grad"],
-            inputs,
-            keywords,
-            more_keywords=more,
-            usage=f"value_and_grad is called with {in_order}",
-        )
-    else:
-        _check_arity(
-            name,
-            "model",
-            given["model"],
-            ["dims"],
-            usage="model is called with one dict of sizes: model(dims), e.g. lambda d: Net(d['D'], d['C'])",
-        )
-        _check_arity(
-            name,
-            "loss",
-            given["loss"],
-            ["model", *inputs],
-            usage=f"loss is called as loss(model, {', '.join(inputs)}): the model, then data= in order",
-        )
-    torch_forward = extra["torch_forward"]
-    if torch_forward is not None:
-        if style == "model":
-            _check_arity(
-                name,
-                "torch_forward",
-                torch_forward,
-                ["params", *inputs],
-                usage="for a model, torch_forward is called as torch_forward(params, *data)",
-            )
-        else:
-            _check_arity(
-                name,
-                "torch_forward",
-                torch_forward,
-                inputs,
-                keywords,
-                more_keywords=more,
-                usage=f"torch_forward is called like the {'forward' if style == 'layer' else 'loss'}: {in_order}",
-            )
-    for argument in ("constraint", "hyper"):
-        fn = extra[argument]
-        if callable(fn):
-            _check_arity(
-                name,
-                argument,
-                fn,
-                ["dims"],
-                usage=f"{argument} is called with one dict of sizes: {argument}(dims)",
-            )
-
-
 def _style_of(name: str, given: dict[str, object]) -> str:
     layer = given["forward"] is not None or given["backward"] is not None
     loss = given["value_and_grad"] is not None
@@ -331,10 +157,10 @@ def _style_of(name: str, given: dict[str, object]) -> str:
         for arg in ("forward", "backward"):
             if given[arg] is None:
                 raise RegistrationError(f"register({name!r}): a layer needs both forward= and backward=")
-            _require_callable(given[arg], arg, name)
+            require_callable(given[arg], arg, name)
         return "layer"
     if loss:
-        _require_callable(given["value_and_grad"], "value_and_grad", name)
+        require_callable(given["value_and_grad"], "value_and_grad", name)
         return "loss"
     for arg in ("model", "loss"):
         if given[arg] is None:
@@ -342,7 +168,7 @@ def _style_of(name: str, given: dict[str, object]) -> str:
                 f"register({name!r}): a model needs model= (dims -> object with .params) and "
                 "loss= (model, *data -> (loss, grads))"
             )
-        _require_callable(given[arg], arg, name)
+        require_callable(given[arg], arg, name)
     return "model"
 
 
@@ -387,7 +213,8 @@ def register(
         specs_in = inputs
     if not isinstance(specs_in, Mapping):
         raise RegistrationError(
-            f"register({name!r}): inputs must be a dict of name -> spec, got {specs_in!r}"
+            f"register({name!r}): {'data' if style == 'model' else 'inputs'}= must be a dict of name -> spec "
+            f"like {{'x': 'N,D'}}, got {describe_value(specs_in)}"
         )
     try:
         specs = {str(k): as_input_spec(str(k), v) for k, v in specs_in.items()}
@@ -409,7 +236,7 @@ def register(
         )
     for arg, value in (("constraint", constraint), ("torch_forward", torch_forward)):
         if value is not None:
-            _require_callable(value, arg, name)
+            require_callable(value, arg, name)
     if (
         not isinstance(outputs, int)
         or isinstance(outputs, bool)
@@ -417,7 +244,7 @@ def register(
         or (style != "layer" and outputs != 1)
     ):
         raise RegistrationError(f"register({name!r}): outputs={outputs!r} must be an int >= 1 (layers only)")
-    _check_arities(
+    check_arities(
         name,
         style,
         given,
@@ -499,9 +326,7 @@ def import_target_module(spec: str, rootdir: Path | None = None) -> Any:
         raise TargetNotFound(
             f"cannot import {spec!r}: SyntaxError in {err.filename} line {err.lineno}: {err.msg}"
         ) from None
-    except (
-        BackpropCheckError
-    ) as err:  # a misuse inside the module (a bad register call): its line and the fix
+    except BackpropCheckError as err:  # a misuse inside the module (a bad register call)
         raise TargetNotFound(f"cannot import {spec!r}: {_user_line(err)}{err}") from None
     except BaseException as err:
         if isinstance(err, KeyboardInterrupt):

@@ -70,6 +70,11 @@ MODEL = {"model": lambda dims: None, "loss": lambda model, X: (0.0, {}), "data":
         ({**LAYER, "inputs": {"x": "N;D"}}, "'N;D' is not a dimension"),
         ({**LAYER, "inputs": {"x": "N,0"}}, "must be >= 1"),
         ({**LAYER, "inputs": None}, "inputs= is required"),
+        (
+            {**LAYER, "inputs": [np.ones((50, 50))]},
+            "inputs= must be a dict of name -> spec like {'x': 'N,D'}, got a list",
+        ),
+        ({**MODEL, "data": "N,D"}, "data= must be a dict of name -> spec like {'x': 'N,D'}, got 'N,D'"),
         ({**LAYER, "inputs": {"y": bc.labels("N", classes="C")}}, "no differentiable input"),
         ({**LAYER, "dims": {"N": "big"}}, "dims['N']='big' must be an int"),
         ({**LAYER, "dims": {"N": range(0)}}, "at least one size"),
