@@ -51,6 +51,15 @@ def _check_cases_argument(cases: object) -> None:
         raise RegistrationError(f"cases={cases!r} must be a whole number >= 1 (or None for the default)")
 
 
+def _check_timeout_argument(timeout: object) -> None:
+    if timeout is not None and (
+        not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < float("inf")
+    ):
+        raise RegistrationError(
+            f"timeout={timeout!r} must be a finite number of seconds > 0 (or None for no limit)"
+        )
+
+
 def _first_failure(rows: list[CheckResult]) -> CheckResult | None:
     return next((r for r in rows if r.failed), None)
 
@@ -312,6 +321,7 @@ def run(
 ) -> Report:
     """Check every function a module (or ``.py`` file, or list of names) registers."""
     _check_cases_argument(cases)
+    _check_timeout_argument(timeout)
     options = _options(mode, oracles, tol, timeout)
     resolved = resolve_targets(targets)
     if only is not None:
