@@ -23,6 +23,7 @@ from typing import Any
 
 from checker.compare import EXACT, FINITE_DIFFERENCE, Tolerance
 from checker.errors import BackpropCheckError, RegistrationError, SpecError, TargetNotFound
+from checker.execution.user_code import describe_exception
 from checker.signatures import check_arities, describe_value, require_callable
 from checker.spec import InputSpec, as_input_spec, normalize_dims
 
@@ -331,8 +332,6 @@ def import_target_module(spec: str, rootdir: Path | None = None) -> Any:
     except BaseException as err:
         if isinstance(err, KeyboardInterrupt):
             raise
-        from checker.calls import describe_exception
-
         raise TargetNotFound(
             f"cannot import {spec!r}: importing it raised {describe_exception(err)}"
         ) from None

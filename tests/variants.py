@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import checker as bc
-from checker.calls import normalize_gradients
+from checker.execution.calls import normalize_gradients
 
 __all__ = ["SWEEP", "rewritten", "sweep_variants"]
 

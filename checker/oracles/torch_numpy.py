@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from checker.calls import USER_ERRORS, UserError, describe_exception
 from checker.compare import FLOAT64_EPS, precision_floor
+from checker.execution.user_code import USER_ERRORS, UserError, describe_exception
 
 __all__ = ["AutogradResult", "autograd_gradients", "available", "user_modules", "warm_up"]
 
