@@ -26,7 +26,15 @@ import numpy as np
 
 from checker.calls import USER_ERRORS, UserError, describe_exception
 
-__all__ = ["AutogradResult", "autograd_gradients", "available", "user_modules", "warm_up"]
+__all__ = [
+    "AutogradResult",
+    "autograd_gradients",
+    "available",
+    "numpy_rebound",
+    "traced_inputs",
+    "user_modules",
+    "warm_up",
+]
 
 _LOCK = threading.Lock()
 _LIBRARY_ROOTS = tuple(
@@ -122,6 +130,30 @@ def numpy_rebound(
                 namespace[key] = np
 
 
+def traced_inputs(
+    values: Mapping[str, np.ndarray], differentiable: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(leaves, traced)``: float64 leaf tensors that require grad for the differentiable float inputs,
+    and every input as a torch._numpy array (the leaves wrapped, the others constant)."""
+    import torch
+    import torch._numpy as tnp
+
+    leaves: dict[str, Any] = {}
+    traced: dict[str, Any] = {}
+    for name, value in values.items():
+        array = np.asarray(value)
+        if name in differentiable and array.dtype.kind == "f":
+            # Shares the array's memory: autograd refuses an in-place write to a leaf before it happens.
+            shareable = array.dtype == np.float64 and array.flags.writeable and array.flags.c_contiguous
+            shared = array if shareable else np.array(array, dtype=np.float64, order="C")
+            leaf = torch.from_numpy(shared).requires_grad_(True)
+            leaves[name] = leaf
+            traced[name] = tnp.asarray(leaf)
+        else:
+            traced[name] = tnp.asarray(torch.as_tensor(array))
+    return leaves, traced
+
+
 def autograd_gradients(
     objective: Callable[[Mapping[str, Any]], Any],
     values: Mapping[str, np.ndarray],
@@ -139,19 +171,7 @@ def autograd_gradients(
         import torch._numpy as tnp
     except Exception as err:  # pragma: no cover - depends on the torch build
         return AutogradResult({}, skipped=f"torch._numpy unavailable ({describe_exception(err)})")
-    leaves: dict[str, Any] = {}
-    traced: dict[str, Any] = {}
-    for name, value in values.items():
-        array = np.asarray(value)
-        if name in differentiable and array.dtype.kind == "f":
-            # Shares the array's memory: autograd refuses an in-place write to a leaf before it happens.
-            shareable = array.dtype == np.float64 and array.flags.writeable and array.flags.c_contiguous
-            shared = array if shareable else np.array(array, dtype=np.float64, order="C")
-            leaf = torch.from_numpy(shared).requires_grad_(True)
-            leaves[name] = leaf
-            traced[name] = tnp.asarray(leaf)
-        else:
-            traced[name] = tnp.asarray(torch.as_tensor(array))
+    leaves, traced = traced_inputs(values, differentiable)
     try:
         with numpy_rebound(tnp, user_modules(), namespaces), warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,0 +1,331 @@
+"""``localize()``: run the user's code twice, traced, and find the first wrong step of its backward.
+
+1. plain numpy, traced (:mod:`~checker.localize.steps`): the forward (untraced for a layer) and the
+   backward's steps, L, and the returned gradients;
+2. under torch._numpy, traced (:mod:`~checker.localize.intermediates`): the exact gradient of every
+   named intermediate of the forward;
+3. :mod:`~checker.localize.match`: steps matched to forward names and judged in the backward's order.
+
+Only for a function that failed a gradient check: a passing function never pays for this.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from checker.calls import (
+    USER_ERRORS,
+    UserError,
+    UserTimeout,
+    build_model,
+    call_forward,
+    describe_exception,
+    normalize_gradients,
+    scalar_objective,
+)
+from checker.compare import Tolerance, for_precision, mismatch_mask
+from checker.diagnose import GradientContext
+from checker.localize.intermediates import Binding, ForwardTrace, forward_intermediates
+from checker.localize.localization import Localization, first_wrong_among
+from checker.localize.match import judge_steps
+from checker.localize.steps import BackwardRun, run_backward
+from checker.localize.tracer import DEFAULT_BUDGET, TraceBudgetExceeded, TracerFailed
+from checker.registry import Target
+
+__all__ = ["localize"]
+
+_FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
+
+@dataclass
+class _Plain:
+    """The plain-numpy run: its steps, L, the returned gradients, the outputs and their precision."""
+
+    run: BackwardRun
+    value: float
+    raw_grads: Any
+    outputs: tuple[np.ndarray, ...]
+    eps: float
+    differentiable: list[str]
+
+
+def _precision(*values: Any) -> float:
+    eps = _FLOAT64_EPS
+    for value in values:
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and np.dtype(dtype).kind == "f":
+            eps = max(eps, float(np.finfo(dtype).eps))
+    return eps
+
+
+def _user_files(target: Target) -> set[str]:
+    from checker.oracles.torch_numpy import user_modules
+
+    files = {str(getattr(m, "__file__", "")) for m in user_modules()}
+    for function in target.user_functions.values():
+        code = getattr(function, "__code__", None)  # code without a module file: exec, a notebook cell
+        if code is not None:
+            files.add(code.co_filename)
+    return {f for f in files if f}
+
+
+def _model(target: Target, dims: Mapping[str, int], seed: int, params: Mapping[str, np.ndarray]) -> Any:
+    """The user's model, built as the runner builds it (numpy's global generator seeded), with ``params``."""
+    state = np.random.get_state()
+    np.random.seed(seed % (2**32))
+    try:
+        model = build_model(target, dims)
+    finally:
+        np.random.set_state(state)
+    for name, value in params.items():
+        model.params[name] = np.array(value, copy=True)
+    return model
+
+
+def _plain_run(
+    target: Target,
+    inputs: Mapping[str, np.ndarray],
+    hyper: Mapping[str, Any],
+    douts: Sequence[np.ndarray],
+    params: Mapping[str, np.ndarray],
+    dims: Mapping[str, int],
+    seed: int,
+    files: set[str],
+    budget: int,
+) -> _Plain:
+    values = {n: np.array(a, copy=True) for n, a in inputs.items()}
+    if target.style == "layer":
+        outs_raw, cache = call_forward(target, values, copy.deepcopy(dict(hyper)))
+        outs = tuple(np.asarray(o) for o in outs_raw)
+        value = float(sum(np.sum(o * d) for o, d in zip(outs, douts, strict=True)))
+        assert target.backward is not None
+        backward = target.backward
+        run = run_backward(lambda: backward(*[np.array(d, copy=True) for d in douts], cache), files, budget)
+        return _Plain(run, value, run.returned, outs, _precision(*outs_raw), target.differentiable)
+    if target.style == "loss":
+        assert target.value_and_grad is not None
+        function = target.value_and_grad
+        kwargs = copy.deepcopy(dict(hyper))
+        run = run_backward(lambda: function(*(values[n] for n in target.inputs), **kwargs), files, budget)
+        differentiable = target.differentiable
+    else:
+        assert target.loss is not None
+        model = _model(target, dims, seed, params)
+        loss = target.loss
+        run = run_backward(lambda: loss(model, *(values[n] for n in target.inputs)), files, budget)
+        differentiable = list(params)
+    if not isinstance(run.returned, tuple) or len(run.returned) != 2:
+        raise UserError("the loss did not return a tuple (loss, grads)", "loss")
+    loss_value = np.asarray(run.returned[0])
+    return _Plain(
+        run, float(loss_value.reshape(-1)[0]), run.returned[1], (), _precision(loss_value), differentiable
+    )
+
+
+def _traced_run(
+    target: Target,
+    inputs: Mapping[str, np.ndarray],
+    hyper: Mapping[str, Any],
+    douts: Sequence[np.ndarray],
+    params: Mapping[str, np.ndarray],
+    dims: Mapping[str, int],
+    seed: int,
+    plain: _Plain,
+    files: set[str],
+    budget: int,
+) -> ForwardTrace:
+    namespaces = [f.__globals__ for f in target.user_functions.values() if hasattr(f, "__globals__")]
+    rtol = 1e-9 if plain.eps <= _FLOAT64_EPS else float(np.sqrt(plain.eps))
+    if target.style == "model":
+        model = _model(target, dims, seed, params)
+
+        def objective(values: Mapping[str, Any]) -> Any:
+            return scalar_objective(target, values, {}, (), model=model)
+
+        values = dict(inputs) | dict(params)
+    else:
+
+        def objective(values: Mapping[str, Any]) -> Any:
+            return scalar_objective(target, values, copy.deepcopy(dict(hyper)), douts)
+
+        values = dict(inputs)
+    return forward_intermediates(
+        objective,
+        values,
+        plain.differentiable,
+        plain.value,
+        files,
+        stop_at_gradient_code=target.style != "layer",
+        namespaces=namespaces,
+        rtol=rtol,
+        budget=budget,
+    )
+
+
+def _wrong_gradients(
+    plain: _Plain, forward: ForwardTrace, tol: Tolerance, where: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The returned gradients by name, and the names of those that differ from their exact gradient."""
+    grads, _ = normalize_gradients(plain.raw_grads, plain.differentiable, where)
+    exact = {b.input: b.gradient for bs in forward.bindings.values() for b in bs if b.input}
+    wrong = []
+    for name in plain.differentiable:
+        if name not in exact:
+            continue
+        try:
+            mine = np.asarray(grads.get(name), dtype=np.float64)
+        except (TypeError, ValueError):
+            wrong.append(name)
+            continue
+        if mine.shape != exact[name].shape or mismatch_mask(mine, exact[name], tol).any():
+            wrong.append(name)
+    return grads, wrong
+
+
+def _context_builder(
+    target: Target,
+    inputs: Mapping[str, np.ndarray],
+    params: Mapping[str, np.ndarray],
+    douts: Sequence[np.ndarray],
+    dims: Mapping[str, int],
+    plain: _Plain,
+    forward: ForwardTrace,
+) -> Callable[[str, Binding], GradientContext]:
+    known: dict[str, np.ndarray] = {name: bs[-1].value for name, bs in forward.bindings.items()}
+    known |= {n: np.asarray(a) for n, a in inputs.items() if np.asarray(a).dtype.kind == "f"}
+    known |= {n: np.asarray(a) for n, a in params.items()}
+
+    def context_for(forward_name: str, binding: Binding) -> GradientContext:
+        spec = target.inputs.get(binding.input) if binding.input else None
+        layer_input = bool(binding.input) and target.style == "layer"
+        return GradientContext(
+            name=forward_name,
+            param_shape=tuple(binding.value.shape),
+            symbols=spec.shape if spec is not None else (),
+            dims=dict(dims),
+            output_shapes=tuple(o.shape for o in plain.outputs) if layer_input else (),
+            inputs=known | {forward_name: binding.value},
+            douts=tuple(np.asarray(d) for d in douts) if layer_input else (),
+        )
+
+    return context_for
+
+
+def _step_of_gradient(localization_steps: Sequence[Any], name: str, returned: Any) -> int | None:
+    for i in range(len(localization_steps) - 1, -1, -1):
+        if returned is not None and localization_steps[i].object_id == id(returned):
+            return i
+    for i in range(len(localization_steps) - 1, -1, -1):
+        step = localization_steps[i]
+        if step.is_input and step.forward_name == name:
+            return i
+    return None
+
+
+def _names(items: Sequence[str], limit: int = 6) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def localize(
+    target: Target,
+    inputs: Mapping[str, np.ndarray],
+    hyper: Mapping[str, Any] | None = None,
+    douts: Sequence[np.ndarray] = (),
+    *,
+    params: Mapping[str, np.ndarray] | None = None,
+    dims: Mapping[str, int] | None = None,
+    seed: int = 0,
+    tol: Tolerance | None = None,
+    failing: Sequence[str] | None = None,
+    budget: int = DEFAULT_BUDGET,
+) -> Localization:
+    """Find the first wrong step of ``target``'s backward on one case; never raises for the user's code.
+
+    ``inputs``: the case's arrays (a model's data); ``hyper``: its keyword arguments (copied per call);
+    ``douts``: a layer's upstream gradients; ``params``: a model's parameter values (the point the
+    gradients are taken at) and ``seed`` the seed its factory runs under (the runner's ``case.seed``);
+    ``dims``: the case's sizes (a model's factory needs them; messages name axes with them).
+    ``tol``: the exact tolerance (default: the registration's), widened to the forward's precision.
+    ``failing``: the gradients that failed their checks (default: those that differ from the exact ones).
+    """
+    started = time.perf_counter()
+    name = target.name
+    hyper = dict(hyper or {})
+    params = dict(params or {})
+    dims = dict(dims or {})
+
+    def done(**fields: Any) -> Localization:
+        return Localization(name, seconds=time.perf_counter() - started, **fields)
+
+    if target.style == "model" and not params:
+        return done(
+            limit="backward_failed", reason="a model needs params= (the values its gradients are taken at)"
+        )
+    files = _user_files(target)
+    try:
+        plain = _plain_run(target, inputs, hyper, douts, params, dims, seed, files, budget)
+    except (UserError, TraceBudgetExceeded, TracerFailed, UserTimeout, *USER_ERRORS) as err:
+        text = err.message if isinstance(err, UserError) else describe_exception(err)
+        return done(limit="backward_failed", reason=f"the backward could not be traced: {text}")
+    forward = _traced_run(target, inputs, hyper, douts, params, dims, seed, plain, files, budget)
+    if forward.reason:
+        return done(limit="not_traceable", reason=forward.reason)
+    tol = for_precision(tol or target.tol.exact, plain.eps)
+    where = target.style if target.style != "layer" else getattr(target.backward, "__name__", "backward")
+    grads, wrong = _wrong_gradients(plain, forward, tol, where)
+    failing = [g for g in (failing if failing is not None else wrong) if g in plain.differentiable]
+    if not failing:
+        return done(
+            limit="gradients_right", reason="every gradient equals its exact gradient: nothing to locate"
+        )
+    steps = plain.run.steps
+    if not steps:
+        return done(
+            limit="no_named_steps",
+            reason="the backward has no named intermediate arrays (one expression): name its steps "
+            "(dxhat = ..., dvar = ...) to have the first wrong one located",
+        )
+    gradient_dicts = [id(plain.raw_grads)] if isinstance(plain.raw_grads, dict) else []
+    context_for = _context_builder(target, inputs, params, douts, dims, plain, forward)
+    judged = judge_steps(steps, forward.bindings, tol, context_for, gradient_dicts)
+    verdicts = judged.verdicts
+    if not verdicts:
+        return done(
+            limit="no_match",
+            reason=f"no local of the backward ({_names(judged.unmatched)}) is named after a forward value "
+            "(d<name>, d_<name>, grad_<name>, <name>_grad or g<name>)",
+            unmatched=judged.unmatched,
+        )
+    first = first_wrong_among(verdicts)
+    if first is None:
+        return done(
+            steps=verdicts,
+            limit="all_steps_right",
+            reason=f"every step named after a forward value is right ({_names([v.name for v in verdicts])}); "
+            + (
+                f"the mistake is in a step with no forward name ({_names(judged.unmatched)}) or in the returned expression"
+                if judged.unmatched
+                else "the mistake is in the returned expression"
+            ),
+            unmatched=judged.unmatched,
+        )
+    by_gradient = []
+    for gradient in failing:
+        own = _step_of_gradient(verdicts, gradient, grads.get(gradient))
+        among = None if own is None else [own, *verdicts[own].depends_on]
+        index = first_wrong_among(verdicts, among)
+        if index is not None:
+            by_gradient.append((gradient, index))
+    return done(
+        steps=verdicts,
+        first_wrong=verdicts[first],
+        gradients=tuple(by_gradient),
+        unmatched=judged.unmatched,
+    )
