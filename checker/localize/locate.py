@@ -286,7 +286,8 @@ def localize(
             limit="gradients_right", reason="every gradient equals its exact gradient: nothing to locate"
         )
     steps = plain.run.steps
-    if not steps:
+    forward_names = set(forward.bindings)
+    if not [s for s in steps if not s.given and (s.key not in forward_names or s.container)]:
         return done(
             limit="no_named_steps",
             reason="the backward has no named intermediate arrays (one expression): name its steps "

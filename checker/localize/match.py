@@ -179,8 +179,8 @@ def judge_steps(
     unmatched: list[str] = []
     for i, step in enumerate(steps):
         forward_name = _forward_name(step, names, gradient_dicts)
-        if forward_name is None and step.key not in names:  # a forward value read back: not a step
-            unmatched.append(step.name)
+        if forward_name is None and step.key not in names and not step.given:
+            unmatched.append(step.name)  # (a forward value read back from the cache is not a step)
         elif forward_name is None:
             continue
         else:

@@ -6,8 +6,8 @@ The backward runs in plain numpy under :mod:`~checker.localize.tracer`, limited 
 array is compared with what it was: a new object or new contents (``dscores /= N``,
 ``dx[mask] = 0``) is a new assignment by that statement. Besides plain locals, the entries of a
 local dict (``grads["W1"] = ...``) and the array attributes of ``self`` (``self.dW = ...``) are
-steps. A value the backward was given (``dout``, the cache's arrays, a model's parameters), under
-whatever name, is a step only once the backward changes it.
+steps. An argument (``dout``, ``cache``) is a step only once the backward reassigns it; another
+name for an array the backward was given (``dgammax = dout``) is a step marked ``given``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Step:
     object_id: int
     container: int = 0
     last_reads: frozenset[str] = frozenset()
+    given: bool = False  # another name for an array the backward was given (``dgammax = dout``)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class _Record:
     frame: int
     function: str
     argument: bool
+    given: bool
     container: int = 0
     reads: set[str] = field(default_factory=set)
     last_reads: frozenset[str] = frozenset()
@@ -132,13 +134,13 @@ def run_backward(
         if record is None:
             record = _Record(
                 name, match_key, value, value.copy(), info.filename, line, source, next(counter),
-                info.key, info.function, event == "call" or id(value) in given, container,
+                info.key, info.function, event == "call", id(value) in given, container,
             )  # fmt: skip
             records[key] = record
         else:
             record.obj, record.snapshot = value, value.copy()
             record.line, record.source, record.order = line, source, next(counter)
-            record.argument = False
+            record.argument = record.given = False
         record.reads |= reads
         record.last_reads = reads
 
@@ -196,5 +198,5 @@ def run_backward(
 def _step(r: _Record) -> Step:
     return Step(
         r.name, r.key, r.snapshot, r.file, r.line, r.source, r.order, frozenset(r.reads), r.frame,
-        r.function, id(r.obj), r.container, r.last_reads,
+        r.function, id(r.obj), r.container, r.last_reads, r.given,
     )  # fmt: skip
