@@ -113,6 +113,13 @@ def _reductions_of_own_value(ctx: GradientContext, axes: tuple[int, ...]) -> lis
     return found
 
 
+def _spread(offset: np.ndarray, t: np.ndarray, tol: Tolerance) -> bool:
+    """The repeated error reaches most slices: an error confined to one row is ``partial``, not a path."""
+    scale = max(1.0, float(np.max(np.abs(t)))) if t.size else 1.0
+    off = np.abs(offset) > tol.atol * scale + tol.rtol * np.abs(offset).max()
+    return int(off.sum()) >= max(2, off.size // 2) or (off.size == 1 and bool(off.all()))
+
+
 def missing_path(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) -> Diagnosis | None:
     """``g - t`` is constant along one or more axes (of size > 1) along which ``t`` is not."""
     if g.shape != t.shape or g.ndim == 0 or _close(g, t, tol):
@@ -124,6 +131,7 @@ def missing_path(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolera
         if g.shape[axis] >= 2
         and _close(g, t + e.mean(axis=axis, keepdims=True), tol)
         and not _close(t, np.broadcast_to(t.mean(axis=axis, keepdims=True), t.shape), tol)
+        and _spread(e.mean(axis=axis, keepdims=True), t, tol)
     )
     if not axes or _explained_by_existing_rules(g, t, tol):
         return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from checker.localize.match import StepVerdict
 
-__all__ = ["LIMITS", "Localization", "first_wrong_among"]
+__all__ = ["LIMITS", "Localization", "confirmed", "first_wrong_among"]
 
 #: Why a failing function gets no localisation (``Localization.limit``), in the order they are tested.
 LIMITS = (
@@ -17,6 +17,7 @@ LIMITS = (
     "no_named_steps",  # the backward has no named local arrays (one expression)
     "no_match",  # no local of the backward is named after a forward value
     "all_steps_right",  # every matched step is right: the mistake is in an unmatched step or the return
+    "unconfirmed",  # wrong steps, but none returned and nothing wrong computed from them (partial values)
 )
 
 
@@ -66,10 +67,20 @@ class Localization:
         return tuple(s for s in self.steps[:index] if s.right)
 
 
+def confirmed(steps: Sequence[StepVerdict], index: int) -> bool:
+    """A wrong step counts when the function returns its value, or a wrong step was computed from it.
+
+    A wrong value nothing wrong comes from is a partial one the code completes later out of sight
+    (``dx = probs.copy(); ...; return loss, dx / n``): not a localisation.
+    """
+    step = steps[index]
+    return not step.right and (step.returned or any(index in s.depends_on and not s.right for s in steps))
+
+
 def first_wrong_among(steps: Sequence[StepVerdict], indices: Sequence[int] | None = None) -> int | None:
-    """Index of the first wrong step (in the backward's order) among ``indices`` (all when ``None``)."""
-    chosen = range(len(steps)) if indices is None else sorted(indices)
+    """Index of the first confirmed wrong step (in the backward's order) among ``indices`` (all when ``None``)."""
+    chosen = range(len(steps)) if indices is None else sorted(set(indices))
     for i in chosen:
-        if not steps[i].right:
+        if confirmed(steps, i):
             return i
     return None

@@ -128,33 +128,39 @@ def _plain_run(
     )
 
 
-def _traced_run(
+def _objective(
     target: Target,
-    inputs: Mapping[str, np.ndarray],
     hyper: Mapping[str, Any],
     douts: Sequence[np.ndarray],
     params: Mapping[str, np.ndarray],
     dims: Mapping[str, int],
     seed: int,
-    plain: _Plain,
-    files: set[str],
-    budget: int,
-) -> ForwardTrace:
-    namespaces = [f.__globals__ for f in target.user_functions.values() if hasattr(f, "__globals__")]
-    rtol = 1e-9 if plain.eps <= _FLOAT64_EPS else float(np.sqrt(plain.eps))
+) -> Callable[[Mapping[str, Any]], Any]:
+    """values (inputs, and a model's params) -> the checked scalar L; numpy or torch._numpy arrays."""
     if target.style == "model":
         model = _model(target, dims, seed, params)
 
         def objective(values: Mapping[str, Any]) -> Any:
             return scalar_objective(target, values, {}, (), model=model)
 
-        values = dict(inputs) | dict(params)
-    else:
+        return objective
 
-        def objective(values: Mapping[str, Any]) -> Any:
-            return scalar_objective(target, values, copy.deepcopy(dict(hyper)), douts)
+    def objective(values: Mapping[str, Any]) -> Any:
+        return scalar_objective(target, values, copy.deepcopy(dict(hyper)), douts)
 
-        values = dict(inputs)
+    return objective
+
+
+def _traced_run(
+    target: Target,
+    values: Mapping[str, np.ndarray],
+    objective: Callable[[Mapping[str, Any]], Any],
+    plain: _Plain,
+    files: set[str],
+    budget: int,
+) -> ForwardTrace:
+    namespaces = [f.__globals__ for f in target.user_functions.values() if hasattr(f, "__globals__")]
+    rtol = 1e-9 if plain.eps <= _FLOAT64_EPS else float(np.sqrt(plain.eps))
     return forward_intermediates(
         objective,
         values,
@@ -166,6 +172,30 @@ def _traced_run(
         rtol=rtol,
         budget=budget,
     )
+
+
+def _disagreeing_leaf(
+    objective: Callable[[Mapping[str, Any]], Any],
+    values: Mapping[str, np.ndarray],
+    forward: ForwardTrace,
+    tol: Tolerance,
+    eps: float,
+    seed: int,
+) -> str:
+    """The first input whose traced gradient finite differences contradict ("" when none does).
+
+    A forward can leave torch._numpy part of the way (``float(x.max())``, ``math.exp``) and still give
+    the right L: its traced gradients would then miss a path, and no step could be judged by them.
+    """
+    from checker.oracles import finite_diff
+
+    rng = np.random.default_rng(seed)
+    exact = {b.input: b.gradient for bs in forward.bindings.values() for b in bs if b.input}
+    for name, gradient in exact.items():
+        check = finite_diff.directional_check(objective, values, name, gradient, rng, tol, eps=eps)
+        if not check.passed:
+            return name
+    return ""
 
 
 def _wrong_gradients(
@@ -274,9 +304,25 @@ def localize(
     except (UserError, TraceBudgetExceeded, TracerFailed, UserTimeout, *USER_ERRORS) as err:
         text = err.message if isinstance(err, UserError) else describe_exception(err)
         return done(limit="backward_failed", reason=f"the backward could not be traced: {text}")
-    forward = _traced_run(target, inputs, hyper, douts, params, dims, seed, plain, files, budget)
+    values = dict(inputs) | dict(params)
+    traced_objective = _objective(target, hyper, douts, params, dims, seed)
+    forward = _traced_run(target, values, traced_objective, plain, files, budget)
     if forward.reason:
         return done(limit="not_traceable", reason=forward.reason)
+    try:
+        fd_tol = for_precision(target.tol.fd, plain.eps)
+        numpy_objective = _objective(target, hyper, douts, params, dims, seed)
+        leaf = _disagreeing_leaf(numpy_objective, values, forward, fd_tol, plain.eps, seed)
+    except (UserError, *USER_ERRORS) as err:
+        leaf = ""
+        text = err.message if isinstance(err, UserError) else describe_exception(err)
+        return done(limit="backward_failed", reason=f"the forward raised while it was checked: {text}")
+    if leaf:
+        return done(
+            limit="not_traceable",
+            reason=f"under torch._numpy the gradient of {leaf} disagrees with finite differences: part of the "
+            "forward leaves torch._numpy (float(), .item(), math.*), so its intermediates cannot be judged",
+        )
     tol = for_precision(tol or target.tol.exact, plain.eps)
     where = target.style if target.style != "layer" else getattr(target.backward, "__name__", "backward")
     grads, wrong = _wrong_gradients(plain, forward, tol, where)
@@ -295,7 +341,8 @@ def localize(
         )
     gradient_dicts = [id(plain.raw_grads)] if isinstance(plain.raw_grads, dict) else []
     context_for = _context_builder(target, inputs, params, douts, dims, plain, forward)
-    judged = judge_steps(steps, forward.bindings, tol, context_for, gradient_dicts)
+    returned = [np.asarray(g) for g in grads.values() if isinstance(g, np.ndarray)]
+    judged = judge_steps(steps, forward.bindings, tol, context_for, gradient_dicts, returned)
     verdicts = judged.verdicts
     if not verdicts:
         return done(
@@ -305,6 +352,16 @@ def localize(
             unmatched=judged.unmatched,
         )
     first = first_wrong_among(verdicts)
+    wrong = [v for v in verdicts if not v.right]
+    if first is None and wrong:
+        return done(
+            steps=verdicts,
+            limit="unconfirmed",
+            reason=f"{_names([f'{v.name} ({v.location})' for v in wrong])} differ from their exact gradients, but "
+            "the function does not return them and nothing wrong is computed from them: partial values "
+            "completed out of sight (return dx / n), so no step is blamed",
+            unmatched=judged.unmatched,
+        )
     if first is None:
         return done(
             steps=verdicts,
@@ -320,7 +377,10 @@ def localize(
     by_gradient = []
     for gradient in failing:
         own = _step_of_gradient(verdicts, gradient, grads.get(gradient))
-        among = None if own is None else [own, *verdicts[own].depends_on]
+        among = None
+        if own is not None:  # what it was computed from: by name in its frame, anything earlier in helpers
+            helpers = [i for i in range(own) if verdicts[i].frame != verdicts[own].frame]
+            among = [own, *verdicts[own].depends_on, *helpers]
         index = first_wrong_among(verdicts, among)
         if index is not None:
             by_gradient.append((gradient, index))

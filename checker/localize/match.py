@@ -51,6 +51,8 @@ class StepVerdict:
     depends_on: tuple[int, ...] = ()
     unchecked: tuple[str, ...] = ()
     object_id: int = 0
+    frame: int = 0
+    returned: bool = False  # its value is one of the gradients the function returned
 
     @property
     def location(self) -> str:
@@ -73,6 +75,11 @@ def _forward_name(step: Step, names: Collection[str], gradient_dicts: Collection
     if step.container and step.container in gradient_dicts and step.key in names:
         return step.key
     return gradient_of(step.key, names)
+
+
+def _equal(value: np.ndarray, other: np.ndarray) -> bool:
+    """The same numbers, whatever the shape (a step returned reshaped is still the returned gradient)."""
+    return value.size == other.size and value.size > 0 and np.array_equal(value.ravel(), other.ravel())
 
 
 def _error(value: np.ndarray, expected: np.ndarray) -> float:
@@ -109,6 +116,7 @@ def _judge(
         actual_shape=tuple(value.shape),
         function=step.function,
         object_id=step.object_id,
+        frame=step.frame,
     )
     if same:
         errors = [_error(value, b.gradient) for b in same]
@@ -167,12 +175,14 @@ def judge_steps(
     tol: Tolerance,
     context_for: ContextFor,
     gradient_dicts: Collection[int] = (),
+    returned: Sequence[np.ndarray] = (),
 ) -> Judged:
     """Judge every step that matches a forward name, in the backward's order.
 
     ``gradient_dicts``: ids of the dicts the function returned as its gradients (their entries may
-    be keyed by the forward name itself). ``context_for(forward_name, binding)`` gives the context
-    the diagnosis rules see for a wrong step.
+    be keyed by the forward name itself); ``returned``: the gradients it returned (a step holding one
+    of them is marked ``returned``). ``context_for(forward_name, binding)`` gives the context the
+    diagnosis rules see for a wrong step.
     """
     names = {n for n, b in bindings.items() if b}
     matched: list[tuple[int, str]] = []
@@ -199,5 +209,6 @@ def judge_steps(
                 if j not in position and steps[j].name.split("[")[0] in reads and steps[j].name in unmatched
             )
         )
-        verdicts.append(replace(verdict, depends_on=depends, unchecked=unchecked))
+        is_returned = any(_equal(steps[i].value, r) for r in returned)
+        verdicts.append(replace(verdict, depends_on=depends, unchecked=unchecked, returned=is_returned))
     return Judged(tuple(verdicts), tuple(dict.fromkeys(unmatched)))

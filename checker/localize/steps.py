@@ -191,6 +191,7 @@ def run_backward(
                     )
 
     returned = trace_call(call, files, watch, budget)
+    _settle_aliases(list(records.values()))
     steps = [_step(r) for r in records.values() if not r.argument]
     return BackwardRun(returned, tuple(sorted(steps, key=lambda s: s.order)))
 
@@ -200,3 +201,21 @@ def _step(r: _Record) -> Step:
         r.name, r.key, r.snapshot, r.file, r.line, r.source, r.order, frozenset(r.reads), r.frame,
         r.function, id(r.obj), r.container, r.last_reads, r.given,
     )  # fmt: skip
+
+
+def _settle_aliases(records: list[_Record]) -> None:
+    """An array changed after its frame stopped watching it (a helper's ``dscores``, divided by N in
+    its caller under the same or another name): its final value and the statement that last changed
+    it are those seen through its other names."""
+    by_object: dict[int, list[_Record]] = {}
+    for record in records:
+        by_object.setdefault(id(record.obj), []).append(record)
+    for record in records:
+        if _same(record.snapshot, record.obj):
+            continue
+        latest = max(by_object[id(record.obj)], key=lambda r: r.order)
+        record.snapshot = record.obj.copy()
+        if latest is not record and _same(latest.snapshot, record.obj):
+            record.file, record.line, record.source = latest.file, latest.line, latest.source
+            record.order = latest.order
+            record.argument = record.given = False
