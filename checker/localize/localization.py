@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from checker.localize.match import StepVerdict
 
-__all__ = ["LIMITS", "Localization", "confirmed", "first_wrong_among"]
+__all__ = ["LIMITS", "Localization", "first_wrong_among"]
 
 #: Why a failing function gets no localisation (``Localization.limit``), in the order they are tested.
 LIMITS = (
@@ -67,20 +67,10 @@ class Localization:
         return tuple(s for s in self.steps[:index] if s.right)
 
 
-def confirmed(steps: Sequence[StepVerdict], index: int) -> bool:
-    """A wrong step counts when the function returns its value, or a wrong step was computed from it.
-
-    A wrong value nothing wrong comes from is a partial one the code completes later out of sight
-    (``dx = probs.copy(); ...; return loss, dx / n``): not a localisation.
-    """
-    step = steps[index]
-    return not step.right and (step.returned or any(index in s.depends_on and not s.right for s in steps))
-
-
 def first_wrong_among(steps: Sequence[StepVerdict], indices: Sequence[int] | None = None) -> int | None:
     """Index of the first confirmed wrong step (in the backward's order) among ``indices`` (all when ``None``)."""
     chosen = range(len(steps)) if indices is None else sorted(set(indices))
     for i in chosen:
-        if confirmed(steps, i):
+        if steps[i].confirmed:
             return i
     return None

@@ -342,7 +342,10 @@ def localize(
     gradient_dicts = [id(plain.raw_grads)] if isinstance(plain.raw_grads, dict) else []
     context_for = _context_builder(target, inputs, params, douts, dims, plain, forward)
     returned = [np.asarray(g) for g in grads.values() if isinstance(g, np.ndarray)]
-    judged = judge_steps(steps, forward.bindings, tol, context_for, gradient_dicts, returned)
+    failing_ids = [id(grads[g]) for g in wrong if g in grads]
+    judged = judge_steps(
+        steps, forward.bindings, tol, context_for, gradient_dicts, returned, plain.run.returns, failing_ids
+    )
     verdicts = judged.verdicts
     if not verdicts:
         return done(
@@ -357,7 +360,7 @@ def localize(
         return done(
             steps=verdicts,
             limit="unconfirmed",
-            reason=f"{_names([f'{v.name} ({v.location})' for v in wrong])} differ from their exact gradients, but "
+            reason=f"{_names(list(dict.fromkeys(f'{v.name} ({v.location})' for v in wrong)))} differ from their exact gradients, but "
             "the function does not return them and nothing wrong is computed from them: partial values "
             "completed out of sight (return dx / n), so no step is blamed",
             unmatched=judged.unmatched,
@@ -366,7 +369,7 @@ def localize(
         return done(
             steps=verdicts,
             limit="all_steps_right",
-            reason=f"every step named after a forward value is right ({_names([v.name for v in verdicts])}); "
+            reason=f"every step named after a forward value is right ({_names(list(dict.fromkeys(v.name for v in verdicts)))}); "
             + (
                 f"the mistake is in a step with no forward name ({_names(judged.unmatched)}) or in the returned expression"
                 if judged.unmatched

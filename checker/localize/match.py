@@ -22,7 +22,7 @@ from checker.diagnose import Diagnosis, GradientContext, diagnose_gradient
 from checker.localize.composite import missing_path, regularization
 from checker.localize.intermediates import Binding
 from checker.localize.names import gradient_of
-from checker.localize.steps import Step
+from checker.localize.steps import FrameReturn, Step
 
 __all__ = ["Judged", "StepVerdict", "judge_steps"]
 
@@ -53,6 +53,7 @@ class StepVerdict:
     object_id: int = 0
     frame: int = 0
     returned: bool = False  # its value is one of the gradients the function returned
+    confirmed: bool = False  # wrong, and returned or something wrong was computed from it
 
     @property
     def location(self) -> str:
@@ -176,6 +177,8 @@ def judge_steps(
     context_for: ContextFor,
     gradient_dicts: Collection[int] = (),
     returned: Sequence[np.ndarray] = (),
+    returns: Sequence[FrameReturn] = (),
+    failing_ids: Collection[int] = (),
 ) -> Judged:
     """Judge every step that matches a forward name, in the backward's order.
 
@@ -183,6 +186,11 @@ def judge_steps(
     be keyed by the forward name itself); ``returned``: the gradients it returned (a step holding one
     of them is marked ``returned``). ``context_for(forward_name, binding)`` gives the context the
     diagnosis rules see for a wrong step.
+
+    A wrong step is ``confirmed`` when its value is returned, when a wrong step was computed from it
+    (by name, in its frame), or when its frame returns an expression of it (``return dscores @ k``)
+    that is a failing gradient (``failing_ids``) or a wrong step's value. Otherwise it is a partial
+    value completed out of sight (``dx = probs.copy(); ...; return loss, dx / n``): never blamed.
     """
     names = {n for n, b in bindings.items() if b}
     matched: list[tuple[int, str]] = []
@@ -211,4 +219,21 @@ def judge_steps(
         )
         is_returned = any(_equal(steps[i].value, r) for r in returned)
         verdicts.append(replace(verdict, depends_on=depends, unchecked=unchecked, returned=is_returned))
-    return Judged(tuple(verdicts), tuple(dict.fromkeys(unmatched)))
+    wrong_ids = {v.object_id for v in verdicts if not v.right} | set(failing_ids)
+    for k, (i, _) in enumerate(matched):
+        verdict = verdicts[k]
+        if verdict.right:
+            continue
+        downstream = {steps[i].name} | {
+            steps[j].name for j in dependencies if i in dependencies[j] and steps[j].frame == steps[i].frame
+        }
+        names = {n.split("[")[0] for n in downstream}
+        feeds_wrong = any(k in v.depends_on and not v.right for v in verdicts)
+        returned_wrong = any(
+            oid in wrong_ids and reads & names
+            for frame_return in returns
+            if frame_return.frame == steps[i].frame
+            for oid, reads in frame_return.elements
+        )
+        verdicts[k] = replace(verdict, confirmed=verdict.returned or feeds_wrong or returned_wrong)
+    return Judged(tuple(verdicts), tuple(dict.fromkeys(n for n in unmatched if not n.startswith("_"))))

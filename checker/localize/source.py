@@ -10,9 +10,10 @@ from __future__ import annotations
 import ast
 import functools
 import linecache
+import textwrap
 from dataclasses import dataclass
 
-__all__ = ["Statement", "dict_key_line", "statement_at"]
+__all__ = ["Statement", "dict_key_line", "return_element_reads", "statement_at"]
 
 _MAX_TEXT = 120  # characters of a statement shown in a message
 
@@ -112,3 +113,29 @@ def dict_key_line(filename: str, statement: Statement, key: str) -> int:
         if f'"{key}"' in text or f"'{key}'" in text:
             return statement.first + offset
     return statement.first
+
+
+def return_element_reads(filename: str, line: int) -> list[frozenset[str]]:
+    """For the ``return`` statement covering ``line``: the names each returned element reads
+    (``return dscores @ k, dv`` gives ``[{dscores, k}, {dv}]``); one set for a single value, ``[]``
+    when there is no such statement."""
+    lines = linecache.getlines(filename)
+    statement = statement_at(filename, line)
+    if not lines:
+        return []
+    try:
+        tree = ast.parse(textwrap.dedent("".join(lines[statement.first - 1 : statement.last])))
+    except SyntaxError:
+        return []
+    node = tree.body[0] if tree.body else None
+    if not isinstance(node, ast.Return) or node.value is None:
+        return []
+    value = node.value
+    elements = (
+        value.elts
+        if isinstance(value, ast.Tuple)
+        else value.values
+        if isinstance(value, ast.Dict)
+        else [value]
+    )
+    return [_reads(element) for element in elements]

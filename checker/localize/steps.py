@@ -13,16 +13,17 @@ name for an array the backward was given (``dgammax = dout``) is a step marked `
 from __future__ import annotations
 
 import itertools
+import linecache
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from checker.localize.source import dict_key_line, statement_at
+from checker.localize.source import dict_key_line, return_element_reads, statement_at
 from checker.localize.tracer import DEFAULT_BUDGET, FrameInfo, trace_call
 
-__all__ = ["BackwardRun", "Step", "run_backward"]
+__all__ = ["BackwardRun", "FrameReturn", "Step", "run_backward"]
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,23 @@ class Step:
 
 
 @dataclass(frozen=True)
+class FrameReturn:
+    """What one watched call returned: per returned array, its ``id`` and the names its expression reads
+    (``return dscores @ k, dv``). ``objects`` keeps the arrays alive, so that no id is reused."""
+
+    frame: int
+    elements: tuple[tuple[int, frozenset[str]], ...]
+    objects: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class BackwardRun:
-    """What the traced call returned and its steps in the order they were last assigned."""
+    """What the traced call returned, its steps in the order they were last assigned, and what each
+    watched call returned."""
 
     returned: Any
     steps: tuple[Step, ...] = field(default_factory=tuple)
+    returns: tuple[FrameReturn, ...] = field(default_factory=tuple)
 
 
 @dataclass
@@ -115,6 +128,7 @@ def run_backward(
     counter = itertools.count()
     given: set[int] = set()  # arrays that existed before the call (the cache, dout, a model's params)
     first_call = [True]
+    returns: list[FrameReturn] = []
 
     def note(
         key: tuple[Any, ...],
@@ -160,6 +174,9 @@ def run_backward(
                     if isinstance(entry, str) and _is_float_array(item):
                         at = dict_key_line(info.filename, statement, entry) if statement else line
                         label = f"{name}[{entry!r}]"
+                        entry_text = text
+                        if statement is not None and statement.last > statement.first:
+                            entry_text = linecache.getline(info.filename, at).strip().rstrip(",")
                         note(
                             (info.key, name, entry),
                             label,
@@ -170,7 +187,7 @@ def run_backward(
                             event,
                             id(value),
                             reads,
-                            text,
+                            entry_text,
                         )
         owner = frame_locals.get("self")
         attributes = getattr(owner, "__dict__", None) if owner is not None else None
@@ -189,11 +206,29 @@ def run_backward(
                         reads,
                         text,
                     )
+        if event == "return":
+            returns.append(_frame_return(info, line))
 
     returned = trace_call(call, files, watch, budget)
     _settle_aliases(list(records.values()))
     steps = [_step(r) for r in records.values() if not r.argument]
-    return BackwardRun(returned, tuple(sorted(steps, key=lambda s: s.order)))
+    return BackwardRun(returned, tuple(sorted(steps, key=lambda s: s.order)), tuple(returns))
+
+
+def _frame_return(info: FrameInfo, line: int) -> FrameReturn:
+    value = info.extra.get("returned")
+    elements = (
+        list(value.values())
+        if isinstance(value, dict)
+        else list(value)
+        if isinstance(value, tuple)
+        else [value]
+    )
+    reads = return_element_reads(info.filename, line)
+    if len(reads) != len(elements):  # one expression for several values: each reads all its names
+        reads = [frozenset().union(*reads)] * len(elements)
+    kept = [(e, r) for e, r in zip(elements, reads, strict=True) if isinstance(e, np.ndarray)]
+    return FrameReturn(info.key, tuple((id(e), r) for e, r in kept), tuple(e for e, _ in kept))
 
 
 def _step(r: _Record) -> Step:

@@ -36,7 +36,10 @@ class TracerFailed(BaseException):
 
 @dataclass
 class FrameInfo:
-    """One call of a watched function: a key unique within the run, its file, its name and its last line."""
+    """One call of a watched function: a key unique within the run, its file, its name and its last line.
+
+    ``extra["returned"]`` holds what it returned, once the "return" callback runs.
+    """
 
     key: int
     filename: str
@@ -77,6 +80,8 @@ def trace_call(
     def local_tracer(info: FrameInfo) -> Callable[[FrameType, str, Any], Any]:
         def tracer(frame: FrameType, event: str, arg: Any) -> Any:
             if event == "line" or event == "return":
+                if event == "return":
+                    info.extra["returned"] = arg
                 remaining[0] -= 1
                 if remaining[0] < 0:
                     raise TraceBudgetExceeded(f"more than {budget} traced lines")
