@@ -21,9 +21,12 @@ statements (which may even change forward arrays in place) are not watched.
 
 from __future__ import annotations
 
+import sys
 import warnings
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,11 +155,13 @@ def forward_intermediates(
         # written into ``probs`` in a loss function) must not break the backward pass.
         return tensor.detach().clone()
 
+    left: list[str] = []  # where the forward turned a traced value into a Python number
     try:
         with (
             numpy_rebound(tnp, user_modules(), namespaces),
             warnings.catch_warnings(),
             torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
+            _conversions_noted(left, files, lambda: not started[0]),
         ):
             warnings.simplefilter("ignore")
             total = trace_call(lambda: objective(traced), files, watch, budget)
@@ -166,6 +171,11 @@ def forward_intermediates(
         return ForwardTrace(reason=f"the forward does not run under torch._numpy ({err.message})")
     except USER_ERRORS as err:
         return ForwardTrace(reason=f"the forward does not run under torch._numpy ({describe_exception(err)})")
+    if left:
+        return ForwardTrace(
+            reason=f"the forward turns a traced array into a Python number ({left[0]}): under torch._numpy "
+            "that path has no gradient, so its intermediates cannot be judged"
+        )
     tensor = getattr(total, "tensor", total)
     if not isinstance(tensor, torch.Tensor) or not tensor.requires_grad or tensor.numel() != 1:
         return ForwardTrace(
@@ -202,3 +212,42 @@ def _register(tensor: Any, entry: _Pending) -> None:
         entry.gradient = grad.detach().clone()
 
     tensor.register_hook(hook)
+
+
+@contextmanager
+def _conversions_noted(
+    left: list[str], files: Collection[str], watching: Callable[[], bool]
+) -> Iterator[None]:
+    """Note in ``left`` each ``float()``, ``int()``, ``.item()``, ``.tolist()`` (``math.exp`` calls
+    ``float``) of a tensor that requires grad, made by the forward: the value leaves the graph."""
+    import torch
+
+    names = ("__float__", "__int__", "item", "tolist")
+    originals = {name: getattr(torch.Tensor, name) for name in names}
+
+    def noting(name: str) -> Callable[..., Any]:
+        original = originals[name]
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.requires_grad and watching() and not left:
+                left.append(f"{name.strip('_')}() at {_user_line(files)}")
+            return original(self, *args, **kwargs)
+
+        return method
+
+    for name in names:
+        setattr(torch.Tensor, name, noting(name))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+
+
+def _user_line(files: Collection[str]) -> str:
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename not in files:
+        frame = frame.f_back
+    return (
+        f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}" if frame is not None else "an unknown line"
+    )

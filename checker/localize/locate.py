@@ -310,11 +310,13 @@ def localize(
     if forward.reason:
         return done(limit="not_traceable", reason=forward.reason)
     try:
-        fd_tol = for_precision(target.tol.fd, plain.eps)
-        numpy_objective = _objective(target, hyper, douts, params, dims, seed)
-        leaf = _disagreeing_leaf(numpy_objective, values, forward, fd_tol, plain.eps, seed)
-    except (UserError, *USER_ERRORS) as err:
+        # A float32 forward's traced gradients carry float32 round-off (batchnorm's dx cancels to ~1e-4
+        # of its terms) and its finite differences take big steps across kinks: only float64 is checked.
         leaf = ""
+        if plain.eps <= _FLOAT64_EPS:
+            numpy_objective = _objective(target, hyper, douts, params, dims, seed)
+            leaf = _disagreeing_leaf(numpy_objective, values, forward, target.tol.fd, plain.eps, seed)
+    except (UserError, *USER_ERRORS) as err:
         text = err.message if isinstance(err, UserError) else describe_exception(err)
         return done(limit="backward_failed", reason=f"the forward raised while it was checked: {text}")
     if leaf:
