@@ -55,7 +55,9 @@ def case_arguments(target: bc.Target, seed: int, index: int, cases: int = 4) -> 
     return arguments
 
 
-def localize_case(target: bc.Target, seed: int = 0, index: int = 0, cases: int = 4, **extra: Any) -> Localization:
+def localize_case(
+    target: bc.Target, seed: int = 0, index: int = 0, cases: int = 4, **extra: Any
+) -> Localization:
     return localize(target, **(case_arguments(target, seed, index, cases) | extra))
 
 
@@ -127,14 +129,18 @@ def test_the_message_lists_the_right_steps_the_wrong_line_and_the_diagnosis():
         f"dgammax, dxhat, divar are right; dsqrtvar is wrong (staged_norms.py:{line}: "
         "`dsqrtvar = 1.0 / sqrtvar**2 * divar`): dsqrtvar has the wrong sign: it equals -1 × "
     )
-    assert (row.first_wrong, row.location, row.diagnosis) == ("dsqrtvar", f"staged_norms.py:{line}", "sign_flipped")
+    assert (row.first_wrong, row.location, row.diagnosis) == (
+        "dsqrtvar",
+        f"staged_norms.py:{line}",
+        "sign_flipped",
+    )
     assert found.right == found.steps[: found.steps.index(found.first_wrong)]
 
 
 def test_localize_rows_fill_the_two_new_columns_next_to_the_diagnosis():
     mistake = next(m for m in PLANTED if m.name == "W1_reg_missing")
     found = localize_case(bc.variant(bank_target("two_layer_net_staged"), mistake.replaces))
-    frame = records_to_frame(localization_rows(found) + [bc.CheckResult("grad_fd", "W1", "fail")])
+    frame = records_to_frame([*localization_rows(found), bc.CheckResult("grad_fd", "W1", "fail")])
     assert list(frame.columns) == list(COLUMNS)
     assert COLUMNS.index("first_wrong") == COLUMNS.index("diagnosis") + 1
     assert list(frame.first_wrong) == ["dW1", ""] and frame.location.iloc[0].startswith("staged_nets.py:")
@@ -163,7 +169,10 @@ def test_two_independent_slips_are_each_located_behind_their_own_gradient():
     assert found.first_wrong.name == "dgamma"
     assert found.for_gradient("gamma").name == "dgamma" and found.for_gradient("x").name == "dsqrtvar"
     assert found.for_gradient("beta") is None
-    assert [(r.target, r.first_wrong) for r in localization_rows(found)] == [("x", "dsqrtvar"), ("gamma", "dgamma")]
+    assert [(r.target, r.first_wrong) for r in localization_rows(found)] == [
+        ("x", "dsqrtvar"),
+        ("gamma", "dgamma"),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +207,9 @@ def float32_batchnorm_forward(x, gamma, beta, eps=1e-5):
 
 def float32_net_loss(X, y, W1, b1, W2, b2, reg=0.1):
     f = np.float32
-    return staged.two_layer_net_loss(X.astype(f), y, W1.astype(f), b1.astype(f), W2.astype(f), b2.astype(f), reg)
+    return staged.two_layer_net_loss(
+        X.astype(f), y, W1.astype(f), b1.astype(f), W2.astype(f), b2.astype(f), reg
+    )
 
 
 def float32_lstm_forward(x, prev_h, prev_c, Wx, Wh, b):
