@@ -62,11 +62,12 @@ def localize_case(
 
 
 def planted_line(function: Callable[..., Any], step: str) -> int:
-    """The line of the last statement of ``function`` that assigns ``step``."""
+    """The line of the last statement of ``function`` that assigns ``step`` (or, for a quoted key, the
+    line of that key in a dict literal)."""
     lines, start = inspect.getsourcelines(function)
     found = None
     for offset, text in enumerate(lines):
-        if re.match(rf"\s*{re.escape(step)}\s*(\[.*\])?\s*([-+*/]?=)(?!=)", text):
+        if re.match(rf"\s*{re.escape(step)}\s*(\[.*\])?\s*([-+*/]?=(?!=)|:)", text):
             found = start + offset
     assert found is not None, f"{function.__name__} never assigns {step}"
     return found
