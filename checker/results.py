@@ -49,7 +49,7 @@ def _columns() -> tuple[str, ...]:
     # positional construction keeps its meaning.
     names = [f.name for f in fields(CheckResult) if f.name not in ("evidence", "first_wrong", "location")]
     at = names.index("diagnosis") + 1
-    return tuple(names[:at] + ["first_wrong", "location"] + names[at:])
+    return (*names[:at], "first_wrong", "location", *names[at:])
 
 
 #: The DataFrame's columns, in order (``evidence`` is left out).

@@ -209,3 +209,31 @@ def test_a_rebound_forward_name_accepts_the_gradient_of_either_binding():
     )
     found = localize_case(slip)
     assert found.first_wrong.name == "dv" and found.first_wrong.diagnosis == "transposed"
+
+
+def test_an_argument_reused_for_another_gradient_is_not_blamed():
+    def relu_forward(x):
+        out = np.maximum(x, 0.0)
+        return out, x
+
+    def relu_backward(dout, x):
+        dout = dout.copy()
+        dout[x <= 0] = 0.0  # dout now holds the gradient of x, not of out
+        return dout
+
+    def relu_backward_slip(dout, x):
+        dout = dout.copy()
+        dout[x < 0] = 1.0  # the slip: 1 instead of 0
+        return dout
+
+    target = bc.register(
+        "relu_reusing_dout", forward=relu_forward, backward=relu_backward, inputs={"x": "N,D"}
+    )
+    for seed in range(5):
+        assert localize_case(target, seed, failing=["x"]).limit == "all_steps_right"
+    slip = bc.variant(target, {"backward": relu_backward_slip})
+    found = localize_case(slip)
+    assert (found.first_wrong.name, found.first_wrong.line) == (
+        "dout",
+        planted_line(relu_backward_slip, "dout"),
+    )

@@ -304,9 +304,13 @@ def localize(
     except (UserError, TraceBudgetExceeded, TracerFailed, UserTimeout, *USER_ERRORS) as err:
         text = err.message if isinstance(err, UserError) else describe_exception(err)
         return done(limit="backward_failed", reason=f"the backward could not be traced: {text}")
-    values = dict(inputs) | dict(params)
+    values = dict(inputs) | dict(params)  # the user's code gets copies: the case's arrays stay as they are
+
+    def copies() -> dict[str, np.ndarray]:
+        return {k: np.array(v, copy=True) for k, v in values.items()}
+
     traced_objective = _objective(target, hyper, douts, params, dims, seed)
-    forward = _traced_run(target, values, traced_objective, plain, files, budget)
+    forward = _traced_run(target, copies(), traced_objective, plain, files, budget)
     if forward.reason:
         return done(limit="not_traceable", reason=forward.reason)
     try:
@@ -315,7 +319,7 @@ def localize(
         leaf = ""
         if plain.eps <= _FLOAT64_EPS:
             numpy_objective = _objective(target, hyper, douts, params, dims, seed)
-            leaf = _disagreeing_leaf(numpy_objective, values, forward, target.tol.fd, plain.eps, seed)
+            leaf = _disagreeing_leaf(numpy_objective, copies(), forward, target.tol.fd, plain.eps, seed)
     except (UserError, *USER_ERRORS) as err:
         text = err.message if isinstance(err, UserError) else describe_exception(err)
         return done(limit="backward_failed", reason=f"the forward raised while it was checked: {text}")

@@ -6,7 +6,9 @@ name itself (``grads["W1"]``). Steps that match nothing (partial sums like ``dxm
 never guessed. A matched step is *right* when its shape and values equal the exact gradient of one
 of the name's bindings (see :mod:`~checker.localize.intermediates`) within the tolerance; otherwise
 it is *wrong*, and the existing diagnosis rules (then the composite ones) say how, against the
-binding of the same shape it is closest to (the last binding when no shape agrees).
+binding of the same shape it is closest to (the last binding when no shape agrees). An argument the
+backward reassigns (``dout = dout * mask; return dout``) may hold another value's gradient: it is
+right when it equals the exact gradient of any binding of its shape.
 """
 
 from __future__ import annotations
@@ -104,10 +106,18 @@ def diagnose_step(value: np.ndarray, binding: Binding, context: GradientContext,
 
 
 def _judge(
-    step: Step, forward_name: str, candidates: Sequence[Binding], tol: Tolerance, context_for: ContextFor
+    step: Step,
+    forward_name: str,
+    candidates: Sequence[Binding],
+    tol: Tolerance,
+    context_for: ContextFor,
+    every_binding: Sequence[Binding] = (),
 ) -> StepVerdict:
     value = step.value
     same = [b for b in candidates if b.gradient.shape == value.shape]
+    if step.reassigned_argument:
+        # ``dout = dout * mask; return dout``: a reused argument may hold another value's gradient.
+        same += [b for b in every_binding if b.gradient.shape == value.shape and b not in same]
     base = dict(
         name=step.name,
         forward_name=forward_name,
@@ -204,10 +214,11 @@ def judge_steps(
         else:
             matched.append((i, forward_name))
     dependencies = _dependencies(steps)
+    every_binding = [b for bs in bindings.values() for b in bs]
     position = {i: k for k, (i, _) in enumerate(matched)}
     verdicts = []
     for i, forward_name in matched:
-        verdict = _judge(steps[i], forward_name, bindings[forward_name], tol, context_for)
+        verdict = _judge(steps[i], forward_name, bindings[forward_name], tol, context_for, every_binding)
         depends = tuple(sorted(position[j] for j in dependencies[i] if j in position))
         reads = steps[i].last_reads
         unchecked = tuple(

@@ -6,8 +6,9 @@ The backward runs in plain numpy under :mod:`~checker.localize.tracer`, limited 
 array is compared with what it was: a new object or new contents (``dscores /= N``,
 ``dx[mask] = 0``) is a new assignment by that statement. Besides plain locals, the entries of a
 local dict (``grads["W1"] = ...``) and the array attributes of ``self`` (``self.dW = ...``) are
-steps. An argument (``dout``, ``cache``) is a step only once the backward reassigns it; another
-name for an array the backward was given (``dgammax = dout``) is a step marked ``given``.
+steps. An argument (``dout``, ``cache``) is a step only once the backward reassigns it (marked
+``reassigned_argument``); another name for an array the backward was given (``dgammax = dout``) is
+a step marked ``given``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Step:
     container: int = 0
     last_reads: frozenset[str] = frozenset()
     given: bool = False  # another name for an array the backward was given (``dgammax = dout``)
+    reassigned_argument: bool = False  # an argument the backward reassigned (``dout = dout * mask``)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class _Record:
     function: str
     argument: bool
     given: bool
+    was_argument: bool
     container: int = 0
     reads: set[str] = field(default_factory=set)
     last_reads: frozenset[str] = frozenset()
@@ -148,7 +151,7 @@ def run_backward(
         if record is None:
             record = _Record(
                 name, match_key, value, value.copy(), info.filename, line, source, next(counter),
-                info.key, info.function, event == "call", id(value) in given, container,
+                info.key, info.function, event == "call", id(value) in given, event == "call", container,
             )  # fmt: skip
             records[key] = record
         else:
@@ -234,7 +237,7 @@ def _frame_return(info: FrameInfo, line: int) -> FrameReturn:
 def _step(r: _Record) -> Step:
     return Step(
         r.name, r.key, r.snapshot, r.file, r.line, r.source, r.order, frozenset(r.reads), r.frame,
-        r.function, id(r.obj), r.container, r.last_reads, r.given,
+        r.function, id(r.obj), r.container, r.last_reads, r.given, r.was_argument,
     )  # fmt: skip
 
 
