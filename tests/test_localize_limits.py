@@ -196,3 +196,21 @@ def test_every_limit_is_named_and_the_previous_trace_function_is_restored():
     finally:
         sys.settrace(previous)
     assert current is tracer
+
+
+def test_a_time_limit_running_out_while_localising_is_a_reason_not_an_exception():
+    import time
+
+    from checker.calls import time_limit
+
+    def backward(dout, cache):
+        x, w = cache
+        dx = dout @ w.T
+        time.sleep(5)
+        return dx, x.T @ dout, dout.sum(axis=0)
+
+    target = bc.register("affine_sleeps", forward=affine_forward, backward=backward, inputs=AFFINE_INPUTS)
+    arguments = case_arguments(target, 0, 0)
+    with time_limit(0.3):
+        found = localize(target, **arguments, failing=["x"])
+    assert found.limit == "backward_failed" and "did not finish within 0.3 s" in found.reason

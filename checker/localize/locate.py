@@ -11,167 +11,23 @@ Only for a function that failed a gradient check: a passing function never pays 
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from checker.calls import (
-    USER_ERRORS,
-    UserError,
-    UserTimeout,
-    build_model,
-    call_forward,
-    describe_exception,
-    normalize_gradients,
-    scalar_objective,
-)
+from checker.calls import USER_ERRORS, UserError, UserTimeout, describe_exception, normalize_gradients
 from checker.compare import Tolerance, for_precision, mismatch_mask
 from checker.diagnose import GradientContext
-from checker.localize.intermediates import Binding, ForwardTrace, forward_intermediates
+from checker.localize.intermediates import Binding, ForwardTrace
 from checker.localize.localization import Localization, first_wrong_among
-from checker.localize.match import judge_steps
-from checker.localize.steps import BackwardRun, run_backward
+from checker.localize.match import diagnose_verdicts, judge_steps
+from checker.localize.runs import FLOAT64_EPS, Plain, objective_of, plain_run, traced_run, user_files
 from checker.localize.tracer import DEFAULT_BUDGET, TraceBudgetExceeded, TracerFailed
 from checker.registry import Target
 
 __all__ = ["localize"]
-
-_FLOAT64_EPS = float(np.finfo(np.float64).eps)
-
-
-@dataclass
-class _Plain:
-    """The plain-numpy run: its steps, L, the returned gradients, the outputs and their precision."""
-
-    run: BackwardRun
-    value: float
-    raw_grads: Any
-    outputs: tuple[np.ndarray, ...]
-    eps: float
-    differentiable: list[str]
-
-
-def _precision(*values: Any) -> float:
-    eps = _FLOAT64_EPS
-    for value in values:
-        dtype = getattr(value, "dtype", None)
-        if dtype is not None and np.dtype(dtype).kind == "f":
-            eps = max(eps, float(np.finfo(dtype).eps))
-    return eps
-
-
-def _user_files(target: Target) -> set[str]:
-    from checker.oracles.torch_numpy import user_modules
-
-    files = {str(getattr(m, "__file__", "")) for m in user_modules()}
-    for function in target.user_functions.values():
-        code = getattr(function, "__code__", None)  # code without a module file: exec, a notebook cell
-        if code is not None:
-            files.add(code.co_filename)
-    return {f for f in files if f}
-
-
-def _model(target: Target, dims: Mapping[str, int], seed: int, params: Mapping[str, np.ndarray]) -> Any:
-    """The user's model, built as the runner builds it (numpy's global generator seeded), with ``params``."""
-    state = np.random.get_state()
-    np.random.seed(seed % (2**32))
-    try:
-        model = build_model(target, dims)
-    finally:
-        np.random.set_state(state)
-    for name, value in params.items():
-        model.params[name] = np.array(value, copy=True)
-    return model
-
-
-def _plain_run(
-    target: Target,
-    inputs: Mapping[str, np.ndarray],
-    hyper: Mapping[str, Any],
-    douts: Sequence[np.ndarray],
-    params: Mapping[str, np.ndarray],
-    dims: Mapping[str, int],
-    seed: int,
-    files: set[str],
-    budget: int,
-) -> _Plain:
-    values = {n: np.array(a, copy=True) for n, a in inputs.items()}
-    if target.style == "layer":
-        outs_raw, cache = call_forward(target, values, copy.deepcopy(dict(hyper)))
-        outs = tuple(np.asarray(o) for o in outs_raw)
-        value = float(sum(np.sum(o * d) for o, d in zip(outs, douts, strict=True)))
-        assert target.backward is not None
-        backward = target.backward
-        run = run_backward(lambda: backward(*[np.array(d, copy=True) for d in douts], cache), files, budget)
-        return _Plain(run, value, run.returned, outs, _precision(*outs_raw), target.differentiable)
-    if target.style == "loss":
-        assert target.value_and_grad is not None
-        function = target.value_and_grad
-        kwargs = copy.deepcopy(dict(hyper))
-        run = run_backward(lambda: function(*(values[n] for n in target.inputs), **kwargs), files, budget)
-        differentiable = target.differentiable
-    else:
-        assert target.loss is not None
-        model = _model(target, dims, seed, params)
-        loss = target.loss
-        run = run_backward(lambda: loss(model, *(values[n] for n in target.inputs)), files, budget)
-        differentiable = list(params)
-    if not isinstance(run.returned, tuple) or len(run.returned) != 2:
-        raise UserError("the loss did not return a tuple (loss, grads)", "loss")
-    loss_value = np.asarray(run.returned[0])
-    return _Plain(
-        run, float(loss_value.reshape(-1)[0]), run.returned[1], (), _precision(loss_value), differentiable
-    )
-
-
-def _objective(
-    target: Target,
-    hyper: Mapping[str, Any],
-    douts: Sequence[np.ndarray],
-    params: Mapping[str, np.ndarray],
-    dims: Mapping[str, int],
-    seed: int,
-) -> Callable[[Mapping[str, Any]], Any]:
-    """values (inputs, and a model's params) -> the checked scalar L; numpy or torch._numpy arrays."""
-    if target.style == "model":
-        model = _model(target, dims, seed, params)
-
-        def objective(values: Mapping[str, Any]) -> Any:
-            return scalar_objective(target, values, {}, (), model=model)
-
-        return objective
-
-    def objective(values: Mapping[str, Any]) -> Any:
-        return scalar_objective(target, values, copy.deepcopy(dict(hyper)), douts)
-
-    return objective
-
-
-def _traced_run(
-    target: Target,
-    values: Mapping[str, np.ndarray],
-    objective: Callable[[Mapping[str, Any]], Any],
-    plain: _Plain,
-    files: set[str],
-    budget: int,
-) -> ForwardTrace:
-    namespaces = [f.__globals__ for f in target.user_functions.values() if hasattr(f, "__globals__")]
-    rtol = 1e-9 if plain.eps <= _FLOAT64_EPS else float(np.sqrt(plain.eps))
-    return forward_intermediates(
-        objective,
-        values,
-        plain.differentiable,
-        plain.value,
-        files,
-        stop_at_gradient_code=target.style != "layer",
-        namespaces=namespaces,
-        rtol=rtol,
-        budget=budget,
-    )
 
 
 def _disagreeing_leaf(
@@ -199,7 +55,7 @@ def _disagreeing_leaf(
 
 
 def _wrong_gradients(
-    plain: _Plain, forward: ForwardTrace, tol: Tolerance, where: str
+    plain: Plain, forward: ForwardTrace, tol: Tolerance, where: str
 ) -> tuple[dict[str, Any], list[str]]:
     """The returned gradients by name, and the names of those that differ from their exact gradient."""
     grads, _ = normalize_gradients(plain.raw_grads, plain.differentiable, where)
@@ -224,23 +80,27 @@ def _context_builder(
     params: Mapping[str, np.ndarray],
     douts: Sequence[np.ndarray],
     dims: Mapping[str, int],
-    plain: _Plain,
+    plain: Plain,
     forward: ForwardTrace,
-) -> Callable[[str, Binding], GradientContext]:
+) -> Callable[[str, Binding, frozenset[str]], GradientContext]:
+    given = {n: np.asarray(a) for n, a in inputs.items() if np.asarray(a).dtype.kind == "f"}
+    given |= {n: np.asarray(a) for n, a in params.items()}
     known: dict[str, np.ndarray] = {name: bs[-1].value for name, bs in forward.bindings.items()}
-    known |= {n: np.asarray(a) for n, a in inputs.items() if np.asarray(a).dtype.kind == "f"}
-    known |= {n: np.asarray(a) for n, a in params.items()}
 
-    def context_for(forward_name: str, binding: Binding) -> GradientContext:
+    def context_for(forward_name: str, binding: Binding, reads: frozenset[str]) -> GradientContext:
         spec = target.inputs.get(binding.input) if binding.input else None
         layer_input = bool(binding.input) and target.style == "layer"
+        shape = binding.value.shape
+        # Forward values of the step's shape feed the mask rules, which compare every pair of them:
+        # only those its own statement reads; values of other shapes (mu for x) cost nothing there.
+        values = {n: v for n, v in known.items() if v.shape != shape or n in reads}
         return GradientContext(
             name=forward_name,
-            param_shape=tuple(binding.value.shape),
+            param_shape=tuple(shape),
             symbols=spec.shape if spec is not None else (),
             dims=dict(dims),
             output_shapes=tuple(o.shape for o in plain.outputs) if layer_input else (),
-            inputs=known | {forward_name: binding.value},
+            inputs=values | given | {forward_name: binding.value},
             douts=tuple(np.asarray(d) for d in douts) if layer_input else (),
         )
 
@@ -286,22 +146,41 @@ def localize(
     ``failing``: the gradients that failed their checks (default: those that differ from the exact ones).
     """
     started = time.perf_counter()
-    name = target.name
-    hyper = dict(hyper or {})
-    params = dict(params or {})
-    dims = dict(dims or {})
 
     def done(**fields: Any) -> Localization:
-        return Localization(name, seconds=time.perf_counter() - started, **fields)
+        return Localization(target.name, seconds=time.perf_counter() - started, **fields)
+
+    try:
+        return _localize(
+            target, inputs, dict(hyper or {}), douts, dict(params or {}), dict(dims or {}), seed, tol, failing,
+            budget, done,
+        )  # fmt: skip
+    except UserTimeout as err:  # the caller's time limit on user code ran out while localising
+        return done(limit="backward_failed", reason=f"the user's code {err} while it was traced")
+
+
+def _localize(
+    target: Target,
+    inputs: Mapping[str, np.ndarray],
+    hyper: dict[str, Any],
+    douts: Sequence[np.ndarray],
+    params: dict[str, np.ndarray],
+    dims: dict[str, int],
+    seed: int,
+    tol: Tolerance | None,
+    failing: Sequence[str] | None,
+    budget: int,
+    done: Callable[..., Localization],
+) -> Localization:
 
     if target.style == "model" and not params:
         return done(
             limit="backward_failed", reason="a model needs params= (the values its gradients are taken at)"
         )
-    files = _user_files(target)
+    files = user_files(target)
     try:
-        plain = _plain_run(target, inputs, hyper, douts, params, dims, seed, files, budget)
-    except (UserError, TraceBudgetExceeded, TracerFailed, UserTimeout, *USER_ERRORS) as err:
+        plain = plain_run(target, inputs, hyper, douts, params, dims, seed, files, budget)
+    except (UserError, TraceBudgetExceeded, TracerFailed, *USER_ERRORS) as err:
         text = err.message if isinstance(err, UserError) else describe_exception(err)
         return done(limit="backward_failed", reason=f"the backward could not be traced: {text}")
     values = dict(inputs) | dict(params)  # the user's code gets copies: the case's arrays stay as they are
@@ -309,16 +188,16 @@ def localize(
     def copies() -> dict[str, np.ndarray]:
         return {k: np.array(v, copy=True) for k, v in values.items()}
 
-    traced_objective = _objective(target, hyper, douts, params, dims, seed)
-    forward = _traced_run(target, copies(), traced_objective, plain, files, budget)
+    traced_objective = objective_of(target, hyper, douts, params, dims, seed)
+    forward = traced_run(target, copies(), traced_objective, plain, files, budget)
     if forward.reason:
         return done(limit="not_traceable", reason=forward.reason)
     try:
         # A float32 forward's traced gradients carry float32 round-off (batchnorm's dx cancels to ~1e-4
         # of its terms) and its finite differences take big steps across kinks: only float64 is checked.
         leaf = ""
-        if plain.eps <= _FLOAT64_EPS:
-            numpy_objective = _objective(target, hyper, douts, params, dims, seed)
+        if plain.eps <= FLOAT64_EPS:
+            numpy_objective = objective_of(target, hyper, douts, params, dims, seed)
             leaf = _disagreeing_leaf(numpy_objective, copies(), forward, target.tol.fd, plain.eps, seed)
     except (UserError, *USER_ERRORS) as err:
         text = err.message if isinstance(err, UserError) else describe_exception(err)
@@ -350,7 +229,7 @@ def localize(
     returned = [np.asarray(g) for g in grads.values() if isinstance(g, np.ndarray)]
     failing_ids = [id(grads[g]) for g in wrong if g in grads]
     judged = judge_steps(
-        steps, forward.bindings, tol, context_for, gradient_dicts, returned, plain.run.returns, failing_ids
+        steps, forward.bindings, tol, gradient_dicts, returned, plain.run.returns, failing_ids
     )
     verdicts = judged.verdicts
     if not verdicts:
@@ -393,6 +272,8 @@ def localize(
         index = first_wrong_among(verdicts, among)
         if index is not None:
             by_gradient.append((gradient, index))
+    judged = diagnose_verdicts(judged, [first, *(index for _, index in by_gradient)], tol, context_for)
+    verdicts = judged.verdicts
     return done(
         steps=verdicts,
         first_wrong=verdicts[first],

@@ -14,7 +14,7 @@ right when it equals the exact gradient of any binding of its shape.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from checker.localize.intermediates import Binding
 from checker.localize.names import gradient_of
 from checker.localize.steps import FrameReturn, Step
 
-__all__ = ["Judged", "StepVerdict", "judge_steps"]
+__all__ = ["Judged", "StepVerdict", "diagnose_step", "diagnose_verdicts", "judge_steps"]
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,21 @@ class StepVerdict:
 
 @dataclass(frozen=True)
 class Judged:
-    """The matched steps in the backward's order, and the names of the steps that matched nothing."""
+    """The matched steps in the backward's order, and the names of the steps that matched nothing.
+
+    ``evidence`` holds, per verdict, the step's value and the binding a wrong step is closest to
+    (``None`` for a right one): what :func:`diagnose_verdicts` needs, for the steps that are shown.
+    """
 
     verdicts: tuple[StepVerdict, ...]
     unmatched: tuple[str, ...]
+    evidence: tuple[tuple[np.ndarray, Binding | None, frozenset[str]], ...] = field(
+        default=(), compare=False, repr=False
+    )
 
 
-ContextFor = Callable[[str, Binding], GradientContext]
+#: ``context_for(forward_name, binding, names its statement reads)``: what the diagnosis rules see.
+ContextFor = Callable[[str, Binding, frozenset[str]], GradientContext]
 
 
 def _forward_name(step: Step, names: Collection[str], gradient_dicts: Collection[int]) -> str | None:
@@ -110,9 +118,9 @@ def _judge(
     forward_name: str,
     candidates: Sequence[Binding],
     tol: Tolerance,
-    context_for: ContextFor,
     every_binding: Sequence[Binding] = (),
-) -> StepVerdict:
+) -> tuple[StepVerdict, Binding | None]:
+    """The verdict (no diagnosis yet) and, for a wrong step, the binding it is judged against."""
     value = step.value
     same = [b for b in candidates if b.gradient.shape == value.shape]
     if step.reassigned_argument:
@@ -133,26 +141,41 @@ def _judge(
         errors = [_error(value, b.gradient) for b in same]
         for binding, error in zip(same, errors, strict=True):
             if not mismatch_mask(value, binding.gradient, tol).any():
-                return StepVerdict(
+                right = StepVerdict(
                     **base,
                     right=True,
                     max_abs_err=error,
                     expected_shape=tuple(binding.gradient.shape),
                     is_input=bool(binding.input),
                 )
+                return right, None
         closest = same[int(np.nanargmin([e if np.isfinite(e) else np.inf for e in errors]))]
     else:
         closest = candidates[-1]
-    diagnosis = diagnose_step(value, closest, context_for(forward_name, closest), tol)
-    return StepVerdict(
+    wrong = StepVerdict(
         **base,
         right=False,
-        diagnosis=diagnosis.code,
-        message=diagnosis.message,
         max_abs_err=_error(value, closest.gradient) if same else float("nan"),
         expected_shape=tuple(closest.gradient.shape),
         is_input=bool(closest.input),
     )
+    return wrong, closest
+
+
+def diagnose_verdicts(
+    judged: Judged, indices: Collection[int], tol: Tolerance, context_for: ContextFor
+) -> Judged:
+    """``judged`` with the wrong steps at ``indices`` diagnosed (the others keep no diagnosis: each
+    diagnosis tries every rule, and only the steps a report shows need one)."""
+    verdicts = list(judged.verdicts)
+    for index in set(indices):
+        value, closest, reads = judged.evidence[index]
+        if closest is None:
+            continue
+        context = context_for(verdicts[index].forward_name, closest, reads)
+        found = diagnose_step(value, closest, context, tol)
+        verdicts[index] = replace(verdicts[index], diagnosis=found.code, message=found.message)
+    return replace(judged, verdicts=tuple(verdicts))
 
 
 def _dependencies(steps: Sequence[Step]) -> dict[int, set[int]]:
@@ -184,7 +207,6 @@ def judge_steps(
     steps: Sequence[Step],
     bindings: Mapping[str, Sequence[Binding]],
     tol: Tolerance,
-    context_for: ContextFor,
     gradient_dicts: Collection[int] = (),
     returned: Sequence[np.ndarray] = (),
     returns: Sequence[FrameReturn] = (),
@@ -194,8 +216,7 @@ def judge_steps(
 
     ``gradient_dicts``: ids of the dicts the function returned as its gradients (their entries may
     be keyed by the forward name itself); ``returned``: the gradients it returned (a step holding one
-    of them is marked ``returned``). ``context_for(forward_name, binding)`` gives the context the
-    diagnosis rules see for a wrong step.
+    of them is marked ``returned``). Verdicts carry no diagnosis: see :func:`diagnose_verdicts`.
 
     A wrong step is ``confirmed`` when its value is returned, when a wrong step was computed from it
     (by name, in its frame), or when its frame returns an expression of it (``return dscores @ k``)
@@ -217,8 +238,10 @@ def judge_steps(
     every_binding = [b for bs in bindings.values() for b in bs]
     position = {i: k for k, (i, _) in enumerate(matched)}
     verdicts = []
+    evidence = []
     for i, forward_name in matched:
-        verdict = _judge(steps[i], forward_name, bindings[forward_name], tol, context_for, every_binding)
+        verdict, closest = _judge(steps[i], forward_name, bindings[forward_name], tol, every_binding)
+        evidence.append((steps[i].value, closest, steps[i].last_reads))
         depends = tuple(sorted(position[j] for j in dependencies[i] if j in position))
         reads = steps[i].last_reads
         unchecked = tuple(
@@ -247,4 +270,5 @@ def judge_steps(
             for oid, reads in frame_return.elements
         )
         verdicts[k] = replace(verdict, confirmed=verdict.returned or feeds_wrong or returned_wrong)
-    return Judged(tuple(verdicts), tuple(dict.fromkeys(n for n in unmatched if not n.startswith("_"))))
+    unmatched_names = tuple(dict.fromkeys(n for n in unmatched if not n.startswith("_")))
+    return Judged(tuple(verdicts), unmatched_names, tuple(evidence))
