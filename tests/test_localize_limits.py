@@ -94,7 +94,7 @@ def test_a_forward_that_leaves_torch_numpy_is_not_traceable_and_says_where():
     found = localize_case(target, failing=["x"])
     assert found.limit == "not_traceable"
     assert "turns a traced array into a Python number (float() at test_localize_limits.py:" in found.reason
-    assert torch.Tensor.__float__ is torch._C.TensorBase.__float__  # the noting wrapper is gone
+    assert "__float__" not in vars(torch.Tensor) and "item" not in vars(torch.Tensor)  # the wrappers are gone
 
 
 def test_a_forward_that_raises_under_torch_numpy_is_not_traceable():

@@ -237,3 +237,26 @@ def test_an_argument_reused_for_another_gradient_is_not_blamed():
         "dout",
         planted_line(relu_backward_slip, "dout"),
     )
+
+
+def embedding_loss(x, W):
+    """A loss whose gradient code needs np.add.at, which torch._numpy lacks: its forward still traces."""
+    emb = W[x]
+    loss = 0.5 * np.sum(emb**2)
+    demb = emb * 1.0
+    dW = np.zeros_like(W)
+    np.add.at(dW, x, demb * 2.0)  # the slip: the 0.5 of the loss cancels the 2 of the square
+    return loss, dW
+
+
+def test_a_loss_whose_gradient_code_cannot_run_under_torch_numpy_is_still_localized():
+    target = bc.register(
+        "embedding_loss",
+        value_and_grad=embedding_loss,
+        inputs={"x": bc.labels("N", classes="V"), "W": "V,D"},
+        constraint=lambda d: d["N"] > d["V"],
+    )
+    found = localize_case(target)
+    assert found.first_wrong is not None, found.reason
+    assert (found.first_wrong.name, found.first_wrong.diagnosis) == ("dW", "scaled")
+    assert found.first_wrong.source == "np.add.at(dW, x, demb * 2.0)"  # the statement that last changed dW
