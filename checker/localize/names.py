@@ -1,7 +1,9 @@
 """Which forward name a backward's local is the gradient of: ``dmu``, ``d_mu``, ``grad_mu``, ``mu_grad``, ``gmu``.
 
 Pure string rules, no guessing: a local that fits no pattern, or fits patterns of two different
-forward names (``d_x`` when the forward has both ``x`` and ``_x``), matches nothing.
+forward names (``d_x`` when the forward has both ``x`` and ``_x``), matches nothing. The upstream
+gradient ``dout`` matches the forward's local ``out`` like any other name (it is judged only when the
+backward reassigns it: an argument is given, not computed).
 """
 
 from __future__ import annotations
