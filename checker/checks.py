@@ -145,7 +145,20 @@ def check_gradient(
     context: GradientContext | None = None,
     note: str = "",
 ) -> CheckResult:
-    """The user's gradient of ``name`` against an oracle's, element-wise, with a diagnosis on failure."""
+    """The user's gradient of ``name`` against an oracle's, element-wise, with a diagnosis on failure.
+
+    An oracle gradient with NaN entries (the forward is not finite at this input) judges nothing: the
+    row is a ``skip`` that says so, and the ``finite`` check of the forward carries the failure.
+    """
+    if np.isnan(expected).any():
+        return CheckResult(
+            check,
+            name,
+            "skip",
+            f"the oracle's gradient has {int(np.isnan(expected).sum())} NaN entries (the forward is not finite "
+            f"at this input): {gradient_name(name)} is not judged here",
+            oracle=oracle,
+        )
     comparison = compare_arrays(actual, expected, tol)
     common = {
         "max_abs_err": comparison.max_abs_err,
@@ -165,13 +178,16 @@ def check_gradient(
             f"{dname} differs from {oracle}: Mismatched elements: {comparison.mismatch_summary}, "
             f"Max absolute difference: {comparison.max_abs_err:.3g}, Max relative difference: {comparison.max_rel_err:.3g}"
         )
+    evidence: dict[str, Any] = {"actual": actual, "expected": expected}
+    if found is not None and found.code:
+        evidence["diagnosis"] = found.details
     return CheckResult(
         check,
         name,
         "fail",
         message,
         diagnosis=found.code if found is not None else "",
-        evidence={"actual": actual, "expected": expected},
+        evidence=evidence,
         **common,
     )
 

@@ -46,6 +46,18 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _seconds_argument(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a finite number of seconds > 0, e.g. --timeout 60"
+        )
+    return seconds
+
+
 def _tolerance_argument(text: str) -> dict[str, float]:
     """``rtol=1e-5,fd_rtol=1e-3`` -> dict."""
     out: dict[str, float] = {}
@@ -109,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-shrink", action="store_true", help="do not shrink a failing case")
     run.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds one case of user code may take (default 60)"
+        "--timeout",
+        type=_seconds_argument,
+        default=60.0,
+        help="seconds one case of user code may take (default 60)",
     )
     run.add_argument("--quiet", action="store_true", help="print only the summary line")
     from checker import grading_cli
@@ -146,6 +161,8 @@ def _print_report(report: Any, quiet: bool) -> None:
             if s.status == "pass":
                 continue
             console.print(f"[bold red]{s.function}[/bold red]: {s.first_failure}", markup=True)
+            if s.notes:
+                console.print(f"  note: {s.notes}")
             if s.shape_pattern:
                 console.print(f"  shapes: {s.shape_pattern}")
             if s.shrunk_dims:

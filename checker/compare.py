@@ -14,12 +14,16 @@ import numpy as np
 __all__ = [
     "EXACT",
     "FINITE_DIFFERENCE",
+    "FLOAT64_EPS",
     "Comparison",
     "Tolerance",
     "compare_arrays",
     "for_precision",
     "mismatch_mask",
+    "precision_eps",
+    "precision_name",
     "relative_error",
+    "with_noise",
 ]
 
 
@@ -48,16 +52,103 @@ EXACT = Tolerance(rtol=1e-6, atol=1e-9)
 FINITE_DIFFERENCE = Tolerance(rtol=1e-4, atol=1e-6)
 
 
-def for_precision(tol: Tolerance, eps: float) -> Tolerance:
-    """``tol`` loosened for finite differences of a forward computed with machine epsilon ``eps``.
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
 
-    Central differences can be no more accurate than about ``eps ** (2/3)`` of the function's scale
-    (2.4e-5 in float32); both bounds are raised to ten times that. float64 is left as it is.
+
+def precision_floor(eps: float) -> float:
+    """The smallest relative and absolute error bound for code computing with machine epsilon ``eps``.
+
+    ``10 * eps ** (2/3)``: 2.4e-4 for float32, 9.8e-2 for float16. It bounds both an exact gradient
+    computed in that precision (round-off grows with the length of each sum) and central finite
+    differences of such a forward (no more accurate than about ``eps ** (2/3)`` of the function's
+    scale). float64 code gets no floor: its own tolerances apply unchanged.
     """
-    floor = 10 * float(eps) ** (2 / 3)
-    if floor <= 10 * float(np.finfo(np.float64).eps) ** (2 / 3):
+    return 0.0 if eps <= FLOAT64_EPS else 10 * float(eps) ** (2 / 3)
+
+
+def for_precision(tol: Tolerance, eps: float) -> Tolerance:
+    """``tol`` loosened to the accuracy of code computing with machine epsilon ``eps``.
+
+    Every comparison of the harness (torch reference, autograd of the user's forward, finite
+    differences, the forward's value) goes through here, so that a correct float32 or float16 layer
+    is judged at the accuracy it can reach. float64 is left as it is.
+    """
+    floor = precision_floor(eps)
+    if floor == 0.0:
         return tol
     return Tolerance(rtol=max(tol.rtol, floor), atol=max(tol.atol, floor))
+
+
+#: How many times the exact oracles' own disagreement a reduced-precision gradient may be off by.
+NOISE_FACTOR = 8.0
+
+
+def with_noise(tol: Tolerance, expected: np.ndarray, noise: float) -> Tolerance:
+    """``tol`` widened by an absolute ``noise``: the attainable accuracy measured at this very input.
+
+    Code computing in float32 can be ill-conditioned at some inputs (a batch norm of two samples,
+    a softmax of large scores): there two exact gradients of the same function, one in float32 and
+    one in float64, disagree by more than any fixed bound. That disagreement is what float32 can
+    resolve here. The user's backward is a third float32 computation of that gradient, in another
+    order of operations, so its own error may be a few times larger: a gradient within
+    ``NOISE_FACTOR`` times that disagreement cannot be called wrong. Where the code is well
+    conditioned the disagreement is ~1e-7 and this changes nothing.
+    """
+    if not (noise > 0 and np.isfinite(noise)):
+        return tol
+    finite = np.isfinite(expected)
+    scale = max(1.0, float(np.max(np.abs(expected[finite])))) if finite.any() else 1.0
+    return Tolerance(rtol=tol.rtol, atol=tol.atol + NOISE_FACTOR * float(noise) / scale)
+
+
+def precision_eps(*values: object, depth: int = 4) -> float:
+    """The machine epsilon of the least precise float found in ``values`` (float64's when none is less).
+
+    Looks inside tuples, lists and dicts (a layer's cache) up to ``depth`` levels; arrays, numpy
+    scalars and anything with a float ``dtype`` (torch tensors) count.
+    """
+    eps = FLOAT64_EPS
+    stack = [(v, 0) for v in values]
+    seen = 0
+    while stack and seen < 10_000:
+        value, level = stack.pop()
+        seen += 1
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None:
+            try:
+                kind = np.dtype(dtype)
+            except TypeError:
+                kind = None  # a torch dtype: ask torch's own finfo
+                finfo = _torch_finfo(dtype)
+                if finfo is not None:
+                    eps = max(eps, finfo)
+            if kind is not None and kind.kind == "f":
+                eps = max(eps, float(np.finfo(kind).eps))
+            continue
+        if level >= depth:
+            continue
+        if isinstance(value, (tuple, list)):
+            stack.extend((v, level + 1) for v in value)
+        elif isinstance(value, dict):
+            stack.extend((v, level + 1) for v in value.values())
+    return eps
+
+
+def _torch_finfo(dtype: object) -> float | None:
+    is_float = getattr(dtype, "is_floating_point", False)
+    if not is_float:
+        return None
+    import torch
+
+    return float(torch.finfo(dtype).eps)
+
+
+def precision_name(eps: float) -> str:
+    """``"float32"`` for float32's epsilon, and so on; ``"float64"`` for float64 and anything finer."""
+    for name, value in (("float16", 2.0**-10), ("bfloat16", 2.0**-7), ("float32", 2.0**-23)):
+        if eps == value:
+            return name
+    return "float64" if eps <= FLOAT64_EPS else f"eps {eps:.1g}"
 
 
 @dataclass(frozen=True)
@@ -89,8 +180,11 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     if actual.size == 0:
         return 0.0
     denom = np.maximum(1e-8, np.abs(actual) + np.abs(expected))
-    with np.errstate(invalid="ignore"):
-        return float(np.nanmax(np.abs(actual - expected) / denom))
+    with np.errstate(invalid="ignore", over="ignore"):
+        ratios = np.abs(actual - expected) / denom
+    if np.isnan(ratios).all():
+        return float("nan")  # np.nanmax would warn about an all-NaN slice
+    return float(np.nanmax(ratios))
 
 
 def mismatch_mask(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> np.ndarray:

@@ -31,6 +31,7 @@ __all__ = [
     "broadcast_axes",
     "diagnose_gradient",
     "diagnose_shape",
+    "scaled_message",
 ]
 
 #: Every diagnosis code of the harness; the last five are given by other checks, not by this module.
@@ -73,7 +74,8 @@ class GradientContext:
     ``param_shape``: the parameter's shape (the expected gradient's shape); ``symbols`` its spec
     (``("D", "M")``, ints allowed); ``dims`` the case's symbol values; ``output_shapes`` the forward
     outputs' shapes (``()`` for a scalar loss); ``output_symbols`` the first output's spec when known;
-    ``inputs`` every input array by name (mask rules); ``douts`` the upstream gradients of a layer.
+    ``inputs`` every input array by name (mask rules); ``douts`` the upstream gradients of a layer;
+    ``batch`` the batch symbol and size of a model's data (a bias averaged over it is named for that).
     """
 
     name: str
@@ -84,6 +86,8 @@ class GradientContext:
     output_symbols: tuple = ()
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     douts: tuple[np.ndarray, ...] = ()
+    #: model style: the batch symbol and its size (``("N", 4)``), the data's leading or trailing axis
+    batch: tuple[str, int] | None = None
 
     @property
     def grad_name(self) -> str:
@@ -152,6 +156,7 @@ def _diagnose_same_shape(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol
         _zero,
         _transposed,
         _mean_instead_of_sum,
+        _mean_over_batch,
         _other_dout_reduction,
         _scaled,
         _wrong_mask,
@@ -182,7 +187,7 @@ def _diagnose_other_shape(g: np.ndarray, t: np.ndarray, ctx: GradientContext, to
         if inner.code:
             return Diagnosis(
                 inner.code,
-                f"{shape_text} (reshape it, e.g. drop keepdims=True); besides, {inner.message}",
+                f"{shape_text} ({_size_one_fix(g.shape, t.shape, ctx)}); besides, {inner.message}",
                 {**inner.details, "shape_code": "keepdims"},
             )
     found = _other_dout_reduction(g, t, ctx, tol)
@@ -256,8 +261,8 @@ def _zero(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) ->
     return Diagnosis(
         "zero",
         f"{ctx.grad_name} is zero everywhere, but the oracle's gradient is not (its largest entry is "
-        f"{largest:.3g} in size): {ctx.grad_name} is never filled in; check that the backward writes into it "
-        "and returns the array it computed",
+        f"{largest:.3g} in size): check that every term reaches {ctx.grad_name} (a mask that blocks every "
+        "entry, a missing term, or an array that is never filled in all give zeros)",
         {"max_abs_expected": largest},
     )
 
@@ -333,6 +338,25 @@ def _scaled(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) 
     names, inverse, values = _scale_name(abs(c), ctx.dims, tol)
     if not names and int((~_negligible(t, tol)).sum()) < 2:
         return None  # one number is always a multiple of another: only a named factor is evidence
+    message, scale_name = scaled_message(dname, c, names, inverse, values)
+    return Diagnosis(
+        "scaled",
+        message,
+        {
+            "scale": c,
+            "scale_name": scale_name,
+            "names": tuple(names),
+            "inverse": inverse,
+            "values": values,
+            "dims": dict(ctx.dims),
+        },
+    )
+
+
+def scaled_message(dname: str, c: float, names: Sequence[str], inverse: bool, values: str) -> tuple[str, str]:
+    """The ``scaled`` message and its factor's name, for the candidate ``names`` of the factor ``c``
+    (``values`` spells their sizes, `` (N=4)``). Rebuilt by the runner when other cases of the same
+    function rule some candidates out."""
     sign_text = "the wrong sign and " if c < 0 else ""
     plain = " or ".join(names)
     over = " or ".join(f"1/{n}" for n in names)
@@ -351,7 +375,26 @@ def _scaled(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) 
             f"{dname} = {c:.4g} × the oracle's gradient: {sign_text}missing {over}{values}; divide by {plain}"
         )
     scale_name = ("-" if c < 0 else "") + (over if inverse else plain) if names else ""
-    return Diagnosis("scaled", message, {"scale": c, "scale_name": scale_name})
+    return message, scale_name
+
+
+def _mean_over_batch(g: np.ndarray, t: np.ndarray, ctx: GradientContext, tol: Tolerance) -> Diagnosis | None:
+    """Model style: a bias's gradient averaged over the batch instead of summed (the layer style finds
+    the same mistake through the broadcast axes of the output)."""
+    if ctx.batch is None:
+        return None
+    symbol, n = ctx.batch
+    shape = tuple(ctx.param_shape)
+    bias_like = len(shape) == 1 or (len(shape) == 2 and 1 in shape)
+    if n < 2 or not bias_like or _negligible(t, tol).all() or not _close(g, t / n, tol):
+        return None
+    return Diagnosis(
+        "mean_instead_of_sum",
+        f"{ctx.grad_name} = mean over the batch ({symbol}={n}) of each example's contribution; the gradient "
+        f"of a bias shared by every example is the SUM over the batch: sum instead of averaging "
+        f"({ctx.grad_name} is {n} times too small)",
+        {"scale": 1.0 / n, "scale_name": f"1/{symbol}"},
+    )
 
 
 def _factor_not_applied(
@@ -711,15 +754,26 @@ def _keepdims_diagnosis(
         if values_known
         else "they differ only by size-1 axes; "
     )
-    if len(actual) > len(expected) or (len(actual) == len(expected) and actual.count(1) > expected.count(1)):
-        fix = f"drop keepdims=True (or reshape to {ctx.name}.shape)"
+    fix = _size_one_fix(actual, expected, ctx)
+    if _has_extra_size_one_axes(actual, expected):
         out_shape = _output_shape(ctx)
         if actual == out_shape and broadcast_axes(ctx):
             axes = broadcast_axes(ctx)
             fix += f"; if it is dout itself, sum over {_axes_text(axes)} ({_output_axis_names(ctx, axes)})"
-    else:
-        fix = f"keep the size-1 axes: sum with keepdims=True (or reshape to {expected})"
     return Diagnosis("keepdims", head + fix, {"actual_shape": actual, "expected_shape": expected})
+
+
+def _has_extra_size_one_axes(actual: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    return len(actual) > len(expected) or (
+        len(actual) == len(expected) and actual.count(1) > expected.count(1)
+    )
+
+
+def _size_one_fix(actual: tuple[int, ...], expected: tuple[int, ...], ctx: GradientContext) -> str:
+    """What to do when only size-1 axes differ: drop the extra ones, or keep the missing ones."""
+    if _has_extra_size_one_axes(actual, expected):
+        return f"drop keepdims=True (or reshape to {ctx.name}.shape)"
+    return f"keep the size-1 axes: sum with keepdims=True (or reshape to {tuple(expected)})"
 
 
 def _unreduced_diagnosis(

@@ -72,6 +72,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         help="fraction of the points every submission must reach (default 1.0)",
     )
     grade.add_argument("--out", default=None, help="folder for scores.csv, junit.xml, gradescope/*.json")
+    grade.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run submissions without a sandbox: trusted code only (every output then says so)",
+    )
     grade.add_argument("--seed", type=int, default=0)
     grade.add_argument("--cases", type=_positive(int), default=None, help="cases per exercise (default 4)")
     grade.set_defaults(handler=_grade)
@@ -108,10 +113,12 @@ def _practice(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from checker.grading.grade import grade, select_exercises
-    from checker.grading.outputs import write_outputs
-    from checker.grading.sandbox import Limits
+    from checker.grading.outputs import sandbox_notice, write_outputs
+    from checker.grading.records import Limits
+    from checker.grading.runtime import SandboxUnavailable
 
     paths = [Path(s) for s in args.submissions]
     missing = [str(p) for p in paths if not p.exists()]
@@ -120,28 +127,44 @@ def _grade(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.exercises.split(",") if n.strip()] if args.exercises else None
     exercises = select_exercises(paths, names, _bank())
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory)
-    report = grade(paths, exercises, seed=args.seed, cases=args.cases, limits=limits, jobs=args.jobs)
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    try:
+        report = grade(
+            paths,
+            exercises,
+            seed=args.seed,
+            cases=args.cases,
+            limits=limits,
+            jobs=args.jobs,
+            sandboxed=not args.no_sandbox,
+        )
+    except SandboxUnavailable as exc:
+        print(f"backprop-check: error: {exc}", file=sys.stderr)
+        return 2
+    console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160)
     table = Table(title="backprop-check grade")
     for column in ("submission", "exercise", "score", "diagnosis", "hint", "seconds"):
         table.add_column(column)
     for g in report.grades:
         colour = "green" if g.status == "passed" else "red"
-        table.add_row(
-            g.submission,
-            g.exercise,
-            f"[{colour}]{g.score:.4g}/{g.max_score:g}[/{colour}]",
-            g.diagnosis or (g.message if g.message == "not implemented" else ""),
-            g.hint,
+        table.add_row(  # texts a student influenced are Text, never markup
+            Text(g.submission),
+            Text(g.exercise),
+            Text(f"{g.score:.4g}/{g.max_score:g}", style=colour),
+            Text(g.diagnosis or (g.message if g.message == "not implemented" else "")),
+            Text(g.hint),
             f"{g.seconds:.2f}",
         )
     console.print(table)
     for submission, (score, most) in report.totals().items():
         problem = report.problem(submission)
-        console.print(f"{submission}: {score:.4g} / {most:g} points" + (f" ({problem})" if problem else ""))
+        console.print(
+            f"{submission}: {score:.4g} / {most:g} points" + (f" ({problem})" if problem else ""),
+            markup=False,
+        )
     if args.out:
         for path in write_outputs(report, Path(args.out)):
             print(f"written: {path}")
+    console.print(sandbox_notice(report), markup=False)
     ok = report.passes(args.min_score)
     console.print(
         f"graded {len(report.totals())} submission(s) in {report.seconds:.1f} s; "

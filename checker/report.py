@@ -343,10 +343,13 @@ _CSS = """
 .bc-report .code.none{background:#f6f8fa;border-color:#d0d7de;font-weight:400;color:#57606a}
 .bc-report .count{color:#57606a;font-size:12px}
 .bc-report p.facts{margin:.5em 0;color:#57606a}.bc-report p.facts b{color:#1f2328;font-weight:600}
-.bc-report .figures{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
-.bc-report figure{margin:0;max-width:100%}
-.bc-report figure img{max-width:100%;border:1px solid #d0d7de;border-radius:4px;background:#fff}
-.bc-report figcaption{font-size:12px;color:#57606a;max-width:640px}
+.bc-report .figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,450px),1fr));
+ gap:18px 24px;align-items:start;justify-items:start}
+.bc-report figure{margin:0;max-width:100%;width:fit-content}
+.bc-report figure.wide{grid-column:1/-1}
+.bc-report figure img{display:block;max-width:100%;height:auto;border:1px solid #d0d7de;border-radius:4px;
+ background:#fff}
+.bc-report figcaption{contain:inline-size;font-size:12px;color:#57606a;margin-top:4px}
 .bc-report details>summary{cursor:pointer;color:#0969da;margin:.6em 0 .3em}
 .bc-report .muted{color:#57606a}
 """
@@ -441,10 +444,14 @@ def _rows_table(rows: Sequence[CheckResult], uuid: str) -> str:
 
 
 def _figure_html(png: bytes, caption: str, alt: str) -> str:
-    from checker.plots import png_data_uri
+    from checker.plots import css_size, png_data_uri
 
+    width, height = css_size(png)  # drawn at twice that: sharp on HiDPI screens
+    # Narrow pictures share the rows of an aligned two-column grid; a wider one takes a row of its own.
+    wide = " class='wide'" if width > 560 else ""
     return (
-        f'<figure><img src="{png_data_uri(png)}" alt="{html.escape(alt)}">'
+        f"<figure{wide}><img src='{png_data_uri(png)}' width='{width}' height='{height}' "
+        f"alt='{html.escape(alt)}'>"
         f"<figcaption>{caption}</figcaption></figure>"
     )
 

@@ -35,9 +35,11 @@ class CheckResult:
     seed: int = 0
     seconds: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: the accuracy the row was judged at: float64, float32, float16 (keyword-only, after evidence)
+    precision: str = field(default="", kw_only=True)
     #: ``localize`` rows: the backward's first wrong local (``dsqrtvar``) and where (``mylayers.py:123``).
-    first_wrong: str = ""
-    location: str = ""
+    first_wrong: str = field(default="", kw_only=True)
+    location: str = field(default="", kw_only=True)
 
     @property
     def failed(self) -> bool:
@@ -73,6 +75,8 @@ class FunctionSummary:
     shrunk_dims: str = ""
     reproduce: str = ""
     first_failure: str = ""
+    #: what the headline leaves out: codes found only where a symbol has size 1, or why none is given
+    notes: str = ""
 
 
 def records_to_frame(records: list[CheckResult]) -> Any:

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from checker.cases import format_dims, make_case
+from checker.checks import gradient_name
+from checker.diagnose import scaled_message
 from checker.errors import RegistrationError, TargetNotFound
 from checker.fuzz import plan_dims, shape_pattern, shrink_dims
 from checker.registry import REGISTRY, Target, Tolerances, collect, get_target, import_target_module
@@ -47,6 +49,15 @@ def _pinned(target: Target, dims: Mapping[str, int]) -> Target:
 def _check_cases_argument(cases: object) -> None:
     if cases is not None and (not isinstance(cases, int) or isinstance(cases, bool) or cases < 1):
         raise RegistrationError(f"cases={cases!r} must be a whole number >= 1 (or None for the default)")
+
+
+def _check_timeout_argument(timeout: object) -> None:
+    if timeout is not None and (
+        not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < float("inf")
+    ):
+        raise RegistrationError(
+            f"timeout={timeout!r} must be a finite number of seconds > 0 (or None for no limit)"
+        )
 
 
 def _first_failure(rows: list[CheckResult]) -> CheckResult | None:
@@ -98,8 +109,91 @@ def check_target(
             records.extend(rows)
             outcomes.append((smallest, any(r.failed for r in rows)))
         shrunk = format_dims(smallest)
+    records = narrow_scale_names(records)
     summary = _summarise(target, records, outcomes, time.perf_counter() - started, shrunk, seed, source)
     return records, summary
+
+
+def narrow_scale_names(records: list[CheckResult]) -> list[CheckResult]:
+    """A ``scaled`` factor named ambiguously in one case ("1/N or 1/H or 1/2" at N = H = 2) is named by
+    the candidates that every ``scaled`` row of the same gradient shares, when other cases' sizes tell
+    them apart. Each row's message stays true of its row: only candidates are removed."""
+    candidates: dict[tuple[str, str, bool], set[str]] = {}
+    for r in records:
+        found = r.evidence.get("diagnosis") if r.diagnosis == "scaled" else None
+        if found and found.get("names"):
+            key = (r.check, r.target, bool(found["inverse"]))
+            shared = candidates.setdefault(key, set(found["names"]))
+            shared &= set(found["names"])
+    narrowed = []
+    for r in records:
+        found = r.evidence.get("diagnosis") if r.diagnosis == "scaled" else None
+        shared = (
+            candidates.get((r.check, r.target, bool(found["inverse"])))
+            if found and found.get("names")
+            else None
+        )
+        if not found or not shared or shared >= set(found["names"]):
+            narrowed.append(r)
+            continue
+        dname = gradient_name(r.target)
+        old, _ = scaled_message(
+            dname, found["scale"], found["names"], found["inverse"], found.get("values", "")
+        )
+        names = [n for n in found["names"] if n in shared]
+        new, scale_name = scaled_message(
+            dname, found["scale"], names, found["inverse"], _values(found, names)
+        )
+        suffix = r.message[len(old) :] if r.message.startswith(old) else ""
+        details = {**found, "names": tuple(names), "scale_name": scale_name, "values": _values(found, names)}
+        narrowed.append(
+            dataclasses.replace(r, message=new + suffix, evidence={**r.evidence, "diagnosis": details})
+        )
+    return narrowed
+
+
+def _values(found: Mapping[str, Any], names: list[str]) -> str:
+    """`` (N=4, H=2)``: the sizes of the symbols in the candidate names."""
+    dims = found.get("dims", {})
+    used = [s for n in names for s in n.split("*") if s in dims]
+    used = list(dict.fromkeys(used))
+    return " (" + ", ".join(f"{s}={dims[s]}" for s in used) + ")" if used else ""
+
+
+def _degenerate(dims_text: str) -> list[str]:
+    """The symbols of size 1 in a case's dims (``"N=1, D=3"`` -> ``["N"]``): there some terms of a
+    gradient vanish (one class, one sample), so a code can be true of the case and not of the function."""
+    sizes = [part.split("=") for part in dims_text.split(", ") if "=" in part]
+    return [name for name, size in sizes if size.strip() == "1"]
+
+
+def _headline(failed_rows: list[CheckResult]) -> tuple[Counter[str], str, CheckResult | None]:
+    """(the codes that explain the informative failing rows, a note on the rest, the row to show first).
+
+    A case where a symbol has size 1 is degenerate: a code found only there is not the function's
+    headline, it is told as what it is ("at C=1 only: scaled"). When the function fails only at such
+    cases, their codes are all the evidence there is and stay the headline.
+    """
+    informative = [r for r in failed_rows if not _degenerate(r.dims)]
+    degenerate = [r for r in failed_rows if _degenerate(r.dims)]
+    if not informative:
+        codes = Counter(r.diagnosis for r in degenerate if r.diagnosis)
+        return codes, "", (degenerate[0] if degenerate else None)
+    codes = Counter(r.diagnosis for r in informative if r.diagnosis)
+    first = next((r for r in informative if r.diagnosis), informative[0])
+    notes = []
+    if not codes:
+        notes.append("no diagnosis explains the failures at informative shapes (every size >= 2)")
+    only_there: dict[str, set[str]] = {}
+    for r in degenerate:
+        if r.diagnosis and r.diagnosis not in codes:
+            only_there.setdefault(r.diagnosis, set()).update(f"{s}=1" for s in _degenerate(r.dims))
+    for code, where in only_there.items():
+        notes.append(
+            f"{code} at {' or '.join(sorted(where))} only, where a size-1 dimension can make a term of the "
+            "gradient vanish: true of those cases, not of the function"
+        )
+    return codes, "; ".join(notes), first
 
 
 def _summarise(
@@ -112,12 +206,11 @@ def _summarise(
     source: str,
 ) -> FunctionSummary:
     failed_rows = [r for r in records if r.failed]
-    diagnoses = Counter(r.diagnosis for r in failed_rows if r.diagnosis)
+    diagnoses, notes, first = _headline(failed_rows)
     pattern = shape_pattern(outcomes)
     if pattern and pattern != "fails at every shape":
         diagnoses["shape_dependent"] += 1
     errs = [r.max_abs_err for r in records if r.max_abs_err == r.max_abs_err]
-    first = failed_rows[0] if failed_rows else None
     status = (
         "pass" if not failed_rows else ("error" if all(r.status == "error" for r in failed_rows) else "fail")
     )
@@ -140,6 +233,7 @@ def _summarise(
         shrunk_dims=shrunk,
         reproduce=reproduce,
         first_failure=f"[{first.check} {first.target}] {first.message}" if first is not None else "",
+        notes=notes,
     )
 
 
@@ -227,6 +321,7 @@ def run(
 ) -> Report:
     """Check every function a module (or ``.py`` file, or list of names) registers."""
     _check_cases_argument(cases)
+    _check_timeout_argument(timeout)
     options = _options(mode, oracles, tol, timeout)
     resolved = resolve_targets(targets)
     if only is not None:

@@ -14,7 +14,7 @@ import reference_impls
 from checker.cli import main
 from checker.grading.grade import grade
 from checker.grading.outputs import gradescope_results, junit_xml
-from checker.grading.sandbox import Limits
+from checker.grading.records import Limits
 from reference_impls.mistakes import MISTAKES
 from tests.bank_sources import submission_source
 
@@ -184,3 +184,35 @@ def test_outputs_are_written_into_the_out_folder(mistake_files, tmp_path):
     ElementTree.parse(out / "junit.xml")
     assert not any(p.name.startswith(".") for p in out.rglob("*"))  # no temporary files left behind
     shutil.rmtree(out)
+
+
+def test_nothing_for_nothing_none_or_zeros_score_zero():
+    report = grade([HOSTILE / "returns_none.py", HOSTILE / "returns_zeros.py"], [AFFINE])
+    for g in report.grades:
+        assert g.score == 0 and g.passed == 0, (g.submission, g.passed, g.total)
+        assert any(r.message.startswith("no credit for mutation") for r in g.rows)
+
+
+def test_one_student_cannot_break_the_report_for_the_class(tmp_path):
+    good = tmp_path / "good_student.py"
+    good.write_text(submission_source(AFFINE))
+    names = ["nan_clock.py", "control_characters.py", "deep_nesting.py"]
+    out = tmp_path / "out"
+    # no --exercises: every source is parsed to find the exercises, the 20,000-deep one included
+    code = main(["grade", *(str(HOSTILE / n) for n in names), str(good), "--out", str(out), "--jobs", "2"])
+    assert code == 1
+    root = ElementTree.parse(out / "junit.xml").getroot()
+    assert len(root.findall("testsuite")) == 4
+    import pandas as pd
+
+    scores = pd.read_csv(out / "scores.csv").set_index(["submission", "exercise"])
+    assert scores.loc[("good_student", "affine"), "score"] == AFFINE.points
+    assert scores.loc[("nan_clock", "affine"), "score"] == AFFINE.points  # its NaN clock changed nothing
+    assert scores.loc[("deep_nesting", "TOTAL"), "message"].startswith(
+        "could not be imported: deep_nesting.py"
+    )
+    for name in ("good_student", "nan_clock", "control_characters", "deep_nesting"):
+        results = json.loads((out / "gradescope" / f"{name}.json").read_text())
+        json.dumps(results, allow_nan=False)
+        assert "Sandbox: bubblewrap" in results["output"]
+    assert "broken??????[31m" in (out / "junit.xml").read_text()

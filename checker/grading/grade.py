@@ -1,6 +1,11 @@
-"""Grade submissions: plan the cases, run every submission in its own worker, judge, total, write.
+"""Grade submissions: plan the cases, run every submission in its own sandbox, judge, total, write.
 
 Exit rule (the CI gate): every submission must reach ``min_score``, a fraction of its total points.
+
+After student code has run, the grader imports nothing a student could have written to. That holds by
+construction: in the sandbox every host file is read-only or absent, and its tmpfs folders die with it.
+As a second line (and the only one under ``--no-sandbox``), everything the outputs need is imported
+and exercised once before the first submission runs (``outputs.warm_up``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from typing import Any
 
 from checker.grading.judge import ExerciseGrade, grade_exercise, run_problem
 from checker.grading.plan import plan_exercises
-from checker.grading.sandbox import Limits, SubmissionRun, run_many
+from checker.grading.records import Limits, SubmissionRun, clean_text
+from checker.grading.runs import NO_SANDBOX, run_many
+from checker.grading.runtime import prepare_runtime
 
 __all__ = ["GradeReport", "defined_names", "grade", "select_exercises"]
 
@@ -29,8 +36,8 @@ def defined_names(submission: Path) -> set[str]:
     for path in _sources(submission):
         try:
             tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
-        except SyntaxError:
-            continue
+        except (SyntaxError, ValueError, MemoryError, RecursionError, OSError):
+            continue  # that submission's own run reports the problem; the others are graded as usual
         names |= {
             n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
         }
@@ -67,6 +74,11 @@ class GradeReport:
     runs: list[SubmissionRun]
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    sandbox: str = ""
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.sandbox != NO_SANDBOX
 
     def totals(self) -> dict[str, tuple[float, float]]:
         """submission -> (score, max score)."""
@@ -92,6 +104,7 @@ class GradeReport:
                 "hint": g.hint,
                 "message": g.message,
                 "seconds": round(g.seconds, 4),
+                "sandbox": self.sandbox,
             }
             for g in self.grades
         ]
@@ -109,6 +122,7 @@ class GradeReport:
                     "hint": "",
                     "message": self.problem(submission),
                     "seconds": round(sum(g.seconds for g in self.grades if g.submission == submission), 4),
+                    "sandbox": self.sandbox,
                 }
             )
         return pd.DataFrame(rows)
@@ -122,7 +136,7 @@ class GradeReport:
 
 
 def _name(path: Path) -> str:
-    return path.stem if path.suffix == ".py" else path.name
+    return clean_text(path.stem if path.suffix == ".py" else path.name, 200)
 
 
 def grade(
@@ -133,17 +147,25 @@ def grade(
     cases: int | None = None,
     limits: Limits | None = None,
     jobs: int = 2,
+    sandboxed: bool = True,
 ) -> GradeReport:
-    """Grade each submission on ``exercises``; a broken or hostile submission only hurts itself."""
+    """Grade each submission on ``exercises``; a broken or hostile submission only hurts itself.
+
+    Raises ``SandboxUnavailable`` (before any submission runs) when no sandbox can be made, unless
+    ``sandboxed=False``: trusted code only, and every output then says it ran without a sandbox."""
+    from checker.grading import outputs
+
     started = time.perf_counter()
+    sandbox = prepare_runtime().describe() if sandboxed else NO_SANDBOX
+    outputs.warm_up()
     paths = [Path(s) for s in submissions]
     planned, arrays = plan_exercises(list(exercises), seed=seed, cases=cases)
     calls = [c.call for c in planned]
-    runs = run_many(paths, calls, arrays, limits or Limits(), jobs=jobs)
+    runs = run_many(paths, calls, arrays, limits or Limits(), jobs=jobs, sandboxed=sandboxed)
     grades: list[ExerciseGrade] = []
     for path, run in zip(paths, runs, strict=True):
         for exercise in exercises:
             cases_of = [c for c in planned if c.exercise.name == exercise.name]
             grades.append(grade_exercise(_name(path), exercise, cases_of, run))
     settings = {"seed": seed, "cases": cases, "exercises": [e.name for e in exercises], "jobs": jobs}
-    return GradeReport(grades, runs, settings, time.perf_counter() - started)
+    return GradeReport(grades, runs, settings, time.perf_counter() - started, sandbox)

@@ -3,7 +3,8 @@
 Partial credit: each case of an exercise has a fixed set of *graded checks* (the forward or loss
 value; one per gradient; no mutation; determinism). An exercise scores
 ``points * passed / total`` over all its cases. A call that raised, timed out or never ran fails
-every graded check of its case.
+every graded check of its case, and a call that produced nothing (a value of the wrong type or shape,
+or no right value at all) gets no credit for "no mutation" and "determinism" either.
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ def _judge_ok(case: ExerciseCase, result: CallResult) -> list[tuple[str, CheckRe
     # forward / loss value
     if style == "layer":
         got = [v.array for v in result.outputs]
+        typed_forward = len(got) == len(case.expected_outputs) and all(
+            g is not None and g.shape == e.shape for g, e in zip(got, case.expected_outputs, strict=False)
+        )
         if len(got) != len(case.expected_outputs) or any(g is None for g in got):
             refused = next((v for v in result.outputs if v.array is None), None)
             message = (
@@ -151,6 +155,7 @@ def _judge_ok(case: ExerciseCase, result: CallResult) -> list[tuple[str, CheckRe
             rows.append(("forward", _compare_values("forward", got, case.expected_outputs)))
     else:
         loss = result.loss.array if result.loss is not None else None
+        typed_forward = loss is not None and np.size(loss) == 1
         if loss is None or np.size(loss) != 1:
             message = result.loss.message("the loss") if result.loss is not None else "no loss returned"
             rows.append(
@@ -248,7 +253,34 @@ def _judge_ok(case: ExerciseCase, result: CallResult) -> list[tuple[str, CheckRe
     rows.append(("mutation", check_unchanged("call", before, after, "your code")))
     if not any(u == "determinism" for u, _ in rows):
         rows.append(("determinism", CheckResult("determinism", where, "pass")))
-    return rows
+    return _nothing_for_nothing(case, rows, typed_forward)
+
+
+def _nothing_for_nothing(
+    case: ExerciseCase, rows: list[tuple[str, CheckResult]], typed_forward: bool
+) -> list[tuple[str, CheckResult]]:
+    """No mutation or determinism credit for a call that produced nothing: every value must have the
+    right type and shape, and the forward output or one gradient must be right."""
+    typed = typed_forward and all(
+        any(u == f"grad:{n}" and r.check == "shape" and r.status == "pass" for u, r in rows)
+        for n in case.differentiable
+    )
+    right = any(
+        r.status == "pass"
+        and (u == "forward" or (u.startswith("grad:") and r.check not in ("shape", "finite")))
+        for u, r in rows
+    )
+    if typed and right:
+        return rows
+    why = (
+        "the call returned no value of the right type and shape"
+        if not typed
+        else "none of the values the call returned is right"
+    )
+    kept = [(u, r) for u, r in rows if u not in ("mutation", "determinism")]
+    for unit in ("mutation", "determinism"):
+        kept.append((unit, CheckResult(unit, "call", "fail", f"no credit for {unit}: {why}")))
+    return kept
 
 
 def _compare_values(label: str, got: list[np.ndarray], expected: tuple[np.ndarray, ...]) -> CheckResult:

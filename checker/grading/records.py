@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -16,7 +17,7 @@ import numpy as np
 
 from checker.grading.imports import ForbiddenImport
 
-__all__ = ["Call", "CallError", "CallResult", "Limits", "Returned", "SubmissionRun", "Value"]
+__all__ = ["Call", "CallError", "CallResult", "Limits", "Returned", "SubmissionRun", "Value", "clean_text"]
 
 
 # ------------------------------------------------------------------------------------ the request
@@ -25,7 +26,8 @@ __all__ = ["Call", "CallError", "CallResult", "Limits", "Returned", "SubmissionR
 @dataclass(frozen=True)
 class Limits:
     """Per-submission limits. ``cpu_s=None`` means ``timeout_s + 1``, so a busy loop meets the wall clock
-    first. ``memory_mb`` is address space (RLIMIT_AS), which numpy with one BLAS thread fits in easily."""
+    first. ``memory_mb`` is address space (RLIMIT_AS), which numpy with one BLAS thread fits in easily.
+    ``tmpfs_mb`` caps the sandbox's private ``/tmp`` and ``/dev/shm`` (each): filling them hurts only this run."""
 
     timeout_s: float = 60.0
     cpu_s: float | None = None
@@ -34,6 +36,7 @@ class Limits:
     max_log_bytes: int = 64 * 2**10
     max_processes: int = 16
     max_file_bytes: int = 16 * 2**20
+    tmpfs_mb: int = 64
 
     def __post_init__(self) -> None:
         for name in (
@@ -43,6 +46,7 @@ class Limits:
             "max_output_bytes",
             "max_log_bytes",
             "max_file_bytes",
+            "tmpfs_mb",
         ):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and value > 0):
@@ -227,8 +231,10 @@ class SubmissionRun:
     a MemoryError was raised (RLIMIT_AS). ``crashed``: killed by a signal the grader did not send
     (``signal`` names it, e.g. ``"SIGSEGV"``). ``worker_error`` is a harness failure, not the student's;
     ``protocol_error`` means the worker's messages became unreadable (the student wrote to the result
-    pipe, or sent more than ``max_output_bytes``). ``isolation`` is what the worker set up before any
-    student code ran: ``uid``, ``network_cut``, ``no_new_privs``, the rlimits in ``limits``."""
+    pipe, or sent more than ``max_output_bytes``). ``isolation`` is what the worker reports it set up
+    before any student code ran (``uid``, ``no_new_privs``, the rlimits in ``limits``): information, not
+    relied on. ``sandbox`` describes the sandbox the grader made (or says there was none). ``seconds``
+    is the grader's own wall-clock measure of the run."""
 
     submission: str
     calls: Mapping[str, CallResult]
@@ -246,10 +252,10 @@ class SubmissionRun:
     stderr_bytes: int = 0
     worker_error: str | None = None
     protocol_error: str | None = None
-    user: str = ""
     isolation: Mapping[str, Any] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     seconds: float = 0.0
+    sandbox: str = ""
 
     @property
     def import_error(self) -> str | None:
@@ -261,6 +267,19 @@ class SubmissionRun:
             where = f"{e.file} line {e.line}: " if e.line else (f"{e.file}: " if e.file else "")
             parts.append(f"{where}{e.type}: {e.message}" if e.type else f"{where}{e.message}")
         return "; ".join(parts)
+
+
+# Characters that XML 1.0 forbids or that terminals and CSV readers act on: C0 controls but tab and
+# newline, DEL and C1 controls, lone surrogates, and the two non-characters U+FFFE / U+FFFF.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean_text(value: object, limit: int = 1000) -> str:
+    """``value`` as text that is safe in XML, JSON and CSV: unsafe characters become ``?`` (``\r`` is
+    dropped), cut to ``limit`` characters. Every text that comes from a worker passes through here."""
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    text = _UNSAFE.sub(lambda m: "" if m.group() == "\r" else "?", text[: limit + 1])
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
 def article(noun: str) -> str:

@@ -7,6 +7,7 @@ passes if any estimate agrees. A real bug is wrong at every step; noise and kink
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ __all__ = [
     "directional_check",
     "elementwise_estimates",
     "elementwise_gradient",
+    "evaluation_noise",
+    "kinked",
     "roundoff",
     "shifted",
     "step_curve",
@@ -47,9 +50,36 @@ def step_size(x: np.ndarray, eps: float = FLOAT64_EPS) -> float:
     return base * max(1.0, scale)
 
 
-def roundoff(plus: float, minus: float, h: float, eps: float = FLOAT64_EPS) -> float:
-    """A bound on the round-off error of ``(plus - minus) / 2h`` when L is computed with precision ``eps``."""
-    return 8 * eps * max(abs(plus), abs(minus)) / (2 * h)
+def roundoff(plus: float, minus: float, h: float, eps: float = FLOAT64_EPS, jitter: float = 0.0) -> float:
+    """A bound on the round-off error of ``(plus - minus) / 2h`` when L is computed with precision ``eps``
+    and moves by up to ``jitter`` under rounding of its inputs (see :func:`evaluation_noise`)."""
+    return max(8 * eps * max(abs(plus), abs(minus)), 2 * jitter) / (2 * h)
+
+
+def evaluation_noise(
+    objective: Objective, values: Mapping[str, np.ndarray], name: str, eps: float, rng: np.random.Generator
+) -> float:
+    """How far L, as this code computes it, strays from a straight line over a step 100 times smaller
+    than the finite-difference step: the noise of L. 0.0 for float64 code (not measured: there the
+    bound ``8 eps |L|`` of :func:`roundoff` holds).
+
+    Code computing in float32 can cancel internally (``x - mean(x)`` at an offset of 100 loses two
+    digits) and round its inputs onto a coarse grid, and its noise is then far above ``eps |L|``.
+    Five calls of ``objective`` along one random unit direction; the residual of the least-squares
+    line through them, doubled.
+    """
+    if eps <= FLOAT64_EPS:
+        return 0.0
+    x = np.asarray(values[name], dtype=np.float64)
+    v = rng.standard_normal(x.shape)
+    v /= max(float(np.linalg.norm(v)), 1e-300)
+    delta = 0.01 * step_size(x, eps)
+    ks = np.arange(-2.0, 3.0)
+    measured = np.array([float(objective(shifted(values, name, k * delta * v))) for k in ks])
+    if not np.all(np.isfinite(measured)):
+        return 0.0
+    slope, intercept = np.polyfit(ks, measured, 1)
+    return 2 * float(np.max(np.abs(measured - (slope * ks + intercept))))
 
 
 def shifted(values: Mapping[str, np.ndarray], name: str, delta: np.ndarray) -> dict[str, np.ndarray]:
@@ -66,9 +96,15 @@ def elementwise_estimates(
     h: float,
     indices: np.ndarray | None = None,
     eps: float = FLOAT64_EPS,
+    center: float | None = None,
+    jitter: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """dL/d values[name] by central differences at flat ``indices`` (all when None), and each estimate's
-    round-off bound. Both have ``values[name]``'s shape (NaN outside ``indices``). Two calls per entry."""
+    round-off bound. Both have ``values[name]``'s shape (NaN outside ``indices``). Two calls per entry.
+
+    With ``center`` (L at the unshifted point) an estimate whose step straddles a kink gets an infinite
+    bound, so that it can never convict: see :func:`kinked`.
+    """
     x = np.asarray(values[name], dtype=np.float64)
     grad = np.full(x.size, np.nan)
     noise = np.full(x.size, np.nan)
@@ -80,8 +116,19 @@ def elementwise_estimates(
         plus = float(objective(shifted(values, name, delta)))
         minus = float(objective(shifted(values, name, -delta)))
         grad[i] = (plus - minus) / (2 * h)
-        noise[i] = roundoff(plus, minus, h, eps)
+        noise[i] = roundoff(plus, minus, h, eps, jitter)
+        if center is not None and kinked(plus, center, minus, h, noise[i]):
+            noise[i] = np.inf
     return grad.reshape(x.shape), noise.reshape(x.shape)
+
+
+def kinked(plus: float, center: float, minus: float, h: float, noise: float) -> bool:
+    """The one-sided slopes ``(L(x+h) - L(x)) / h`` and ``(L(x) - L(x-h)) / h`` differ by more than a
+    quarter of their size: the step crosses a kink (a relu at 0, |x|, a max), or is too large for the
+    function's curvature. The central difference of such a step is the average of two slopes and says
+    nothing about either (chainer's check_backward detects non-differentiable points the same way)."""
+    forward, backward = (plus - center) / h, (center - minus) / h
+    return abs(forward - backward) > 0.25 * max(abs(forward), abs(backward)) + 8 * noise
 
 
 def elementwise_gradient(
@@ -118,13 +165,16 @@ def confirm_entries(
     indices: np.ndarray | None = None,
     noise: np.ndarray | None = None,
     eps: float = FLOAT64_EPS,
+    jitter: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Re-estimate the disagreeing entries at other steps; return (best estimate, wrong mask).
 
-    An entry is wrong only when some step gave a conclusive estimate (round-off within the
-    tolerance) and no conclusive estimate agreed with it; an entry no step can settle (a forward too
-    noisy for finite differences) is left to the exact oracles. ``indices`` limits the comparison
-    to sampled flat entries.
+    An entry is wrong only when two conclusive estimates (round-off within the tolerance) at different
+    steps agree with each other and no conclusive estimate agrees with ``actual``. An estimate that
+    changes with the step is no evidence: it crossed a kink, or the step is too large for the
+    function's curvature, or round-off is larger than its bound says (a float32 forward that cancels
+    internally). An entry no step can settle is left to the exact oracles. ``indices`` limits the
+    comparison to sampled flat entries.
     """
     best = estimate.copy()
     noise = np.zeros(actual.shape) if noise is None else np.nan_to_num(noise, nan=np.inf)
@@ -135,18 +185,29 @@ def confirm_entries(
     scale = max(1.0, float(np.max(np.abs(estimate[finite])))) if finite.any() else 1.0
     agrees, conclusive = _verdicts(actual, estimate, noise, tol, scale)
     pending = considered & ~(agrees & conclusive)
-    settled_once = considered & conclusive
-    for factor in CONFIRM_FACTORS:
+    center = float(objective(values)) if pending.any() else None
+    tried = []  # every estimate of the pending entries, by step; the first step again, now kink-aware
+    for factor in (1.0, *CONFIRM_FACTORS):
         if not pending.any():
             break
         flat = np.flatnonzero(pending)
-        retry, retry_noise = elementwise_estimates(objective, values, name, h * factor, flat, eps)
-        agrees, conclusive = _verdicts(actual, retry, np.nan_to_num(retry_noise, nan=np.inf), tol, scale)
+        retry, retry_noise = elementwise_estimates(
+            objective, values, name, h * factor, flat, eps, center, jitter
+        )
+        retry_noise = np.nan_to_num(retry_noise, nan=np.inf)
+        agrees, conclusive = _verdicts(actual, retry, retry_noise, tol, scale)
         now_ok = pending & agrees & conclusive
         best = np.where(now_ok, retry, best)
-        settled_once |= pending & conclusive
         pending &= ~now_ok
-    return best, pending & settled_once
+        tried.append((retry, retry_noise, pending & conclusive))
+    wrong = np.zeros(actual.shape, dtype=bool)
+    for (a, a_noise, a_ok), (b, b_noise, b_ok) in itertools.combinations(tried, 2):
+        with np.errstate(invalid="ignore", over="ignore"):
+            bound = tol.atol * scale + tol.rtol * np.abs(a) + a_noise + b_noise
+            consistent = pending & a_ok & b_ok & (np.abs(a - b) <= bound)
+        best = np.where(consistent & ~wrong, a, best)
+        wrong |= consistent
+    return best, wrong
 
 
 @dataclass(frozen=True)
@@ -167,11 +228,17 @@ def _directional_derivative(
     v: np.ndarray,
     h: float,
     eps: float = FLOAT64_EPS,
+    center: float | None = None,
+    jitter: float = 0.0,
 ) -> tuple[float, float]:
-    """The central difference along ``v`` and a bound on its round-off error."""
+    """The central difference along ``v`` and a bound on its round-off error (infinite when the step
+    crosses a kink, given ``center`` = L at the unshifted point)."""
     plus = float(objective(shifted(values, name, h * v)))
     minus = float(objective(shifted(values, name, -h * v)))
-    return (plus - minus) / (2 * h), roundoff(plus, minus, h, eps)
+    noise = roundoff(plus, minus, h, eps, jitter)
+    if center is not None and kinked(plus, center, minus, h, noise):
+        noise = np.inf
+    return (plus - minus) / (2 * h), noise
 
 
 def directional_check(
@@ -183,6 +250,7 @@ def directional_check(
     tol: Tolerance,
     directions: int = 1,
     eps: float = FLOAT64_EPS,
+    jitter: float = 0.0,
 ) -> DirectionalResult:
     """Compare ``<actual, v>`` with the finite-difference derivative along random unit ``v``.
 
@@ -207,16 +275,26 @@ def directional_check(
         return v / max(float(np.linalg.norm(v)), 1e-300)
 
     def disagrees_everywhere(v: np.ndarray, predicted: float) -> tuple[bool, float]:
-        """True when some step is conclusive and no conclusive step agrees; also the first measurement."""
-        conclusive_seen, first = False, float("nan")
+        """True when two conclusive steps agree with each other and no conclusive step agrees with
+        ``predicted`` (a measurement that moves with the step is no evidence); also the first measurement."""
+        first = _directional_derivative(objective, values, name, v, h, eps, jitter=jitter)
+        agrees, conclusive = verdict(predicted, first)
+        if agrees and conclusive:
+            return False, first[0]
+        # Disagreement: measure again at every step, now telling a kink from a slope.
+        conclusive_seen: list[tuple[float, float]] = []
+        center = float(objective(values))
         for factor in (1.0, *CONFIRM_FACTORS):
-            measured = _directional_derivative(objective, values, name, v, h * factor, eps)
-            first = measured[0] if factor == 1.0 else first
+            measured = _directional_derivative(objective, values, name, v, h * factor, eps, center, jitter)
             agrees, conclusive = verdict(predicted, measured)
             if agrees and conclusive:
-                return False, first
-            conclusive_seen |= conclusive
-        return conclusive_seen, first
+                return False, first[0]
+            if conclusive:
+                conclusive_seen.append(measured)
+        for (a, a_noise), (b, b_noise) in itertools.combinations(conclusive_seen, 2):
+            if abs(a - b) <= tol.atol * typical + tol.rtol * abs(a) + a_noise + b_noise:
+                return True, first[0]
+        return False, first[0]
 
     for k in range(directions):
         v = unit(x.shape)

@@ -17,7 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from checker.calls import USER_ERRORS, UserError, describe_exception
+from checker.compare import FLOAT64_EPS, precision_floor
 
 __all__ = [
     "AutogradResult",
@@ -50,6 +51,39 @@ class AutogradResult:
     gradients: dict[str, np.ndarray]
     value: float = float("nan")
     skipped: str = ""
+    #: machine epsilon of the least precise float tensor the traced forward computed (its intermediates)
+    eps: float = FLOAT64_EPS
+    #: the gradients of the same forward run as if written in float64 (only when it computes below)
+    shadow: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _precision_mode(promote: bool) -> Any:
+    """A torch function mode that keeps the machine epsilon of the least precise float tensor any torch
+    call returns while it is active: the precision the forward really computes in, intermediates included.
+
+    With ``promote`` it also turns every such tensor into float64 as it is made: the forward then runs
+    as if written in float64 (its float64 *shadow*), whatever dtypes it casts to.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    def lower(value: Any, mode: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float64:
+            mode.eps = max(mode.eps, float(torch.finfo(value.dtype).eps))
+            return value.to(torch.float64) if promote else value
+        if isinstance(value, tuple) and promote:
+            return type(value)(lower(v, mode) for v in value) if type(value) is tuple else value
+        return value
+
+    class LowestPrecision(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.eps = FLOAT64_EPS
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            return lower(func(*args, **(kwargs or {})), self)
+
+    return LowestPrecision()
 
 
 @functools.cache
@@ -130,6 +164,54 @@ def numpy_rebound(
                 namespace[key] = np
 
 
+def autograd_gradients(
+    objective: Callable[[Mapping[str, Any]], Any],
+    values: Mapping[str, np.ndarray],
+    differentiable: Sequence[str],
+    expected_value: float,
+    namespaces: Sequence[dict[str, Any]] = (),
+) -> AutogradResult:
+    """Run ``objective`` (the user's forward, reduced to the scalar L) under torch._numpy and differentiate.
+
+    ``expected_value`` is L computed by plain numpy: the traced value must agree with it.
+    ``namespaces``: extra globals to rebind (the user functions' ``__globals__``, for notebook code).
+    When the forward computes below float64, it is differentiated a second time as its float64 shadow
+    (``shadow``): how far the two gradients are apart is what that precision can resolve at this input.
+    """
+    try:
+        import torch
+        import torch._numpy  # noqa: F401
+    except Exception as err:  # pragma: no cover - depends on the torch build
+        return AutogradResult({}, skipped=f"torch._numpy unavailable ({describe_exception(err)})")
+    traced = _traced_gradients(objective, values, differentiable, namespaces, promote=False)
+    if isinstance(traced, str):
+        return AutogradResult({}, skipped=traced)
+    value, gradients, eps = traced
+    if not (np.isfinite(value) and np.isfinite(expected_value)):
+        return AutogradResult(
+            {},
+            value,
+            skipped=f"the forward's value is not finite (L={expected_value:.6g}): nothing to differentiate",
+        )
+    # The traced forward runs the same operations in the same dtypes, but torch may sum in another order.
+    rtol = max(1e-9, precision_floor(eps))
+    if abs(value - expected_value) > rtol * max(abs(value), abs(expected_value)) + 1e-12 * max(
+        1.0, abs(expected_value)
+    ):
+        return AutogradResult(
+            {},
+            value,
+            skipped=f"under torch._numpy the forward gives L={value:.12g}, numpy gives {expected_value:.12g}",
+            eps=eps,
+        )
+    shadow: dict[str, np.ndarray] = {}
+    if eps > FLOAT64_EPS:
+        promoted = _traced_gradients(objective, values, differentiable, namespaces, promote=True)
+        if not isinstance(promoted, str) and abs(promoted[0] - value) <= 10 * rtol * max(1.0, abs(value)):
+            shadow = promoted[1]
+    return AutogradResult(gradients, value, eps=eps, shadow=shadow)
+
+
 def traced_inputs(
     values: Mapping[str, np.ndarray], differentiable: Sequence[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -154,53 +236,40 @@ def traced_inputs(
     return leaves, traced
 
 
-def autograd_gradients(
+def _traced_gradients(
     objective: Callable[[Mapping[str, Any]], Any],
     values: Mapping[str, np.ndarray],
     differentiable: Sequence[str],
-    expected_value: float,
-    namespaces: Sequence[dict[str, Any]] = (),
-) -> AutogradResult:
-    """Run ``objective`` (the user's forward, reduced to the scalar L) under torch._numpy and differentiate.
+    namespaces: Sequence[dict[str, Any]],
+    *,
+    promote: bool,
+) -> tuple[float, dict[str, np.ndarray], float] | str:
+    """(L, gradients, the precision seen) of ``objective`` traced under torch._numpy, or why it could not be."""
+    import torch
+    import torch._numpy as tnp
 
-    ``expected_value`` is L computed by plain numpy: the traced value must agree with it.
-    ``namespaces``: extra globals to rebind (the user functions' ``__globals__``, for notebook code).
-    """
-    try:
-        import torch
-        import torch._numpy as tnp
-    except Exception as err:  # pragma: no cover - depends on the torch build
-        return AutogradResult({}, skipped=f"torch._numpy unavailable ({describe_exception(err)})")
     leaves, traced = traced_inputs(values, differentiable)
+    mode = _precision_mode(promote)
     try:
-        with numpy_rebound(tnp, user_modules(), namespaces), warnings.catch_warnings():
+        with numpy_rebound(tnp, user_modules(), namespaces), warnings.catch_warnings(), mode:
             warnings.simplefilter("ignore")
             total = objective(traced)
     except UserError as err:
-        return AutogradResult({}, skipped=f"the forward does not run under torch._numpy ({err.message})")
+        return f"the forward does not run under torch._numpy ({err.message})"
     except USER_ERRORS as err:
-        return AutogradResult(
-            {}, skipped=f"the forward does not run under torch._numpy ({describe_exception(err)})"
-        )
+        return f"the forward does not run under torch._numpy ({describe_exception(err)})"
     tensor = getattr(total, "tensor", total)
     if not isinstance(tensor, torch.Tensor) or not tensor.requires_grad:
-        return AutogradResult(
-            {},
-            skipped="the forward's result was not traced (it left torch._numpy, e.g. through a Python float)",
-        )
+        return "the forward's result was not traced (it left torch._numpy, e.g. through a Python float)"
     value = float(tensor.detach())
-    if not np.isclose(value, expected_value, rtol=1e-9, atol=1e-12 * max(1.0, abs(expected_value))):
-        return AutogradResult(
-            {},
-            value,
-            skipped=f"under torch._numpy the forward gives L={value:.12g}, numpy gives {expected_value:.12g}",
-        )
+    if not np.isfinite(value):
+        return value, {}, mode.eps
     try:
         grads = torch.autograd.grad(tensor, list(leaves.values()), allow_unused=True)
     except USER_ERRORS as err:
-        return AutogradResult({}, value, skipped=f"autograd failed ({describe_exception(err)})")
+        return f"autograd failed ({describe_exception(err)})"
     gradients = {
         name: np.zeros(tuple(leaf.shape)) if g is None else np.asarray(g.detach().numpy(), dtype=np.float64)
         for (name, leaf), g in zip(leaves.items(), grads, strict=True)
     }
-    return AutogradResult(gradients, value)
+    return value, gradients, mode.eps
