@@ -37,14 +37,25 @@ class CheckResult:
     evidence: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     #: the accuracy the row was judged at: float64, float32, float16 (keyword-only, after evidence)
     precision: str = field(default="", kw_only=True)
+    #: ``localize`` rows: the backward's first wrong local (``dsqrtvar``) and where (``mylayers.py:123``).
+    first_wrong: str = field(default="", kw_only=True)
+    location: str = field(default="", kw_only=True)
 
     @property
     def failed(self) -> bool:
         return self.status in ("fail", "error")
 
 
+def _columns() -> tuple[str, ...]:
+    # The localisation columns sit next to the diagnosis; in the dataclass they come last so that
+    # positional construction keeps its meaning.
+    names = [f.name for f in fields(CheckResult) if f.name not in ("evidence", "first_wrong", "location")]
+    at = names.index("diagnosis") + 1
+    return (*names[:at], "first_wrong", "location", *names[at:])
+
+
 #: The DataFrame's columns, in order (``evidence`` is left out).
-COLUMNS = tuple(f.name for f in fields(CheckResult) if f.name != "evidence")
+COLUMNS = _columns()
 
 
 @dataclass(frozen=True)
