@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 
 import checker as bc  # noqa: E402
 import reference_impls  # noqa: E402
-from checker.calls import call_forward  # noqa: E402
 from checker.cases import make_case  # noqa: E402
+from checker.execution.calls import call_forward  # noqa: E402
 from checker.localize import localize  # noqa: E402
 from reference_impls.mistakes import MISTAKES  # noqa: E402
 

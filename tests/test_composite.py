@@ -7,7 +7,7 @@ import pytest
 
 from checker.compare import EXACT, FINITE_DIFFERENCE
 from checker.diagnose import GradientContext, diagnose_gradient
-from checker.localize.composite import missing_path, regularization
+from checker.diagnose.composite_rules import missing_path, regularization
 from tests.test_diagnose import LAYERS, affine, batchnorm, contexts
 
 RULES = (regularization, missing_path)

@@ -18,8 +18,8 @@ import pytest
 
 import checker as bc
 import reference_impls
-from checker.calls import build_model, call_forward
 from checker.cases import make_case
+from checker.execution.calls import build_model, call_forward
 from checker.fuzz import plan_dims
 from checker.localize import Localization, localization_rows, localize
 from checker.results import COLUMNS, records_to_frame

@@ -201,7 +201,7 @@ def test_every_limit_is_named_and_the_previous_trace_function_is_restored():
 def test_a_time_limit_running_out_while_localising_is_a_reason_not_an_exception():
     import time
 
-    from checker.calls import time_limit
+    from checker.execution.user_code import time_limit
 
     def backward(dout, cache):
         x, w = cache

@@ -22,6 +22,8 @@ CODES = (
     "sign_flipped",
     "zero",
     "wrong_mask",
+    "regularization",
+    "missing_path",
     "partial",
     "nonfinite",
     "forward_mismatch",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from checker.compare import EXACT, Tolerance, compare_arrays
-from checker.diagnose import mask_rules, shape_rules, value_rules, wording
+from checker.diagnose import composite_rules, mask_rules, shape_rules, value_rules, wording
 from checker.diagnose.context import NO_DIAGNOSIS, Diagnosis, GradientContext, Rule, squeezed
 
 #: ``G`` of the right shape, one mistake each, cheap and specific first. ``transposed`` is here too:
@@ -29,7 +29,7 @@ SAME_SHAPE_RULES: tuple[Rule, ...] = (
 #: a regularisation term left out or added twice, one of several paths into the parameter missing).
 #: Tried after every one-mistake rule, so a single cause is always preferred, and before
 #: ``PARTIAL_RULES``, which would otherwise claim a composite mistake that leaves some entries right.
-COMPOSITE_RULES: tuple[Rule, ...] = ()
+COMPOSITE_RULES: tuple[Rule, ...] = (composite_rules.regularization, composite_rules.missing_path)
 
 #: ``G`` of the right shape, the least specific explanation: wrong at some entries, right elsewhere.
 PARTIAL_RULES: tuple[Rule, ...] = (value_rules.partial,)

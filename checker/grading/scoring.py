@@ -40,6 +40,10 @@ HINTS = {
     "zero": "d{name} is all zeros: is it ever written?",
     "wrong_mask": "d{name} lets the gradient through where it should be blocked, or blocks it where it should pass: "
     "which entries were active in the forward pass?",
+    "regularization": "d{name} is off by a multiple of {name} itself: the gradient of the regularization term "
+    "is missing or counted twice (0.5·reg·‖W‖² has the gradient reg·W).",
+    "missing_path": "d{name} is off by the same amount in every row: a path through a mean or a sum over that "
+    "axis is missing from the chain rule.",
     "partial": "d{name} is right on most entries but not all: look at the entries that are special "
     "(repeated indices, the label's entry, a window's maximum, the first or last step).",
     "forward_mismatch": "the forward pass differs from the reference: fix it first, the gradients depend on it.",

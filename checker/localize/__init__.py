@@ -5,23 +5,19 @@ exact gradient of every named intermediate (``mu``, ``xhat``, ``scores`` ...), r
 traced to get each of its local arrays (``dmu``, ``dxhat``, ``dscores`` ...), matches them by name
 and returns a :class:`Localization`: the right steps, the first wrong one (its line, its statement,
 its diagnosis), or the reason there is none. ``localization_rows`` turns it into report rows.
-The composite diagnosis rules ``regularization`` and ``missing_path`` live in :mod:`.composite`.
+Each wrong step is named by the diagnosis engine (:mod:`checker.diagnose`).
 """
 
-from checker.localize.composite import COMPOSITE_CODES, missing_path, regularization
 from checker.localize.localization import LIMITS, Localization
 from checker.localize.locate import localize
 from checker.localize.match import StepVerdict
 from checker.localize.rows import localization_message, localization_rows
 
 __all__ = [
-    "COMPOSITE_CODES",
     "LIMITS",
     "Localization",
     "StepVerdict",
     "localization_message",
     "localization_rows",
     "localize",
-    "missing_path",
-    "regularization",
 ]

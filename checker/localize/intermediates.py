@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from checker.calls import USER_ERRORS, UserError, describe_exception
+from checker.execution.user_code import USER_ERRORS, UserError, describe_exception
 from checker.localize.names import gradient_of
 from checker.localize.source import statement_at
 from checker.localize.tracer import DEFAULT_BUDGET, FrameInfo, TraceBudgetExceeded, TracerFailed, trace_call

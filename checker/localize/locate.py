@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from checker.calls import USER_ERRORS, UserError, UserTimeout, describe_exception, normalize_gradients
 from checker.compare import Tolerance, for_precision, mismatch_mask
 from checker.diagnose import GradientContext
+from checker.execution.calls import normalize_gradients
+from checker.execution.user_code import USER_ERRORS, UserError, UserTimeout, describe_exception
 from checker.localize.intermediates import Binding, ForwardTrace
 from checker.localize.localization import Localization, first_wrong_among
 from checker.localize.match import diagnose_verdicts, judge_steps

@@ -21,7 +21,6 @@ import numpy as np
 
 from checker.compare import Tolerance, mismatch_mask
 from checker.diagnose import Diagnosis, GradientContext, diagnose_gradient
-from checker.localize.composite import missing_path, regularization
 from checker.localize.intermediates import Binding
 from checker.localize.names import gradient_of
 from checker.localize.steps import FrameReturn, Step
@@ -99,18 +98,9 @@ def _error(value: np.ndarray, expected: np.ndarray) -> float:
 
 
 def diagnose_step(value: np.ndarray, binding: Binding, context: GradientContext, tol: Tolerance) -> Diagnosis:
-    """The existing rules first; when they leave the mismatch unexplained (or only ``partial``), the
-    composite rules (``regularization`` for an input or parameter, ``missing_path``)."""
-    found = diagnose_gradient(value, binding.gradient, context, tol)
-    if found.code not in ("", "partial") or value.shape != binding.gradient.shape:
-        return found
-    g = np.asarray(value, dtype=np.float64)
-    rules = (regularization, missing_path) if binding.input else (missing_path,)
-    for rule in rules:
-        composite = rule(g, binding.gradient, context, tol)
-        if composite is not None:
-            return composite
-    return found
+    """The diagnosis engine's rules (the composite ones, ``regularization`` and ``missing_path``,
+    included) applied to a step's value against its exact gradient."""
+    return diagnose_gradient(value, binding.gradient, context, tol)
 
 
 def _judge(

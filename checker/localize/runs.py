@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from checker.calls import UserError, build_model, call_forward, scalar_objective
+from checker.execution.calls import build_model, call_forward, scalar_objective
+from checker.execution.user_code import UserError
 from checker.localize.intermediates import ForwardTrace, forward_intermediates
 from checker.localize.steps import BackwardRun, run_backward
 from checker.registry import Target

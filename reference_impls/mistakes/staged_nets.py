@@ -407,6 +407,7 @@ MISTAKES = [
         two_layer_net_loss_W1_reg_missing,
         "dW1",
         "regularization",
+        "regularization",
     ),
     _planted(
         "two_layer_net_staged",
@@ -414,6 +415,7 @@ MISTAKES = [
         "dW2 adds 2 * reg * W2",
         two_layer_net_loss_W2_reg_doubled,
         "dW2",
+        "regularization",
         "regularization",
     ),
     _planted(

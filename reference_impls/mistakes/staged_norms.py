@@ -298,6 +298,7 @@ MISTAKES = [
         batchnorm_staged_backward_mu_path_missing,
         "dx",
         "missing_path",
+        "missing_path",
     ),
     _bn(
         "gamma_not_summed",
@@ -336,6 +337,7 @@ MISTAKES = [
         "dx leaves out the path through mu",
         layernorm_staged_backward_mu_path_missing,
         "dx",
+        "missing_path",
         "missing_path",
     ),
     _ln(

@@ -1,7 +1,7 @@
 """Diagnoses of composite gradients: a term of a sum that is missing or counted twice.
 
-Two rules with the signature of the rules in :mod:`checker.diagnose` (``rule(g, t, ctx, tol) ->
-Diagnosis | None``, ``g`` the user's gradient, ``t`` the right one, both of the same shape):
+Two rules (``rule(g, t, ctx, tol) -> Diagnosis | None``, ``g`` the user's gradient, ``t`` the right
+one, both of the same shape), run by the engine after the one-mistake rules and before ``partial``:
 
 - ``regularization``: ``g - t = c × p`` where ``p`` is the parameter itself (``ctx.inputs[ctx.name]``):
   a weight-decay term missing (``c = -reg``) or added twice (``c = +reg``);
@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from checker.compare import Tolerance, mismatch_mask
-from checker.diagnose import Diagnosis, GradientContext
+from checker.diagnose.context import Diagnosis, GradientContext
 
 __all__ = ["COMPOSITE_CODES", "missing_path", "regularization"]
 
