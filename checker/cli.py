@@ -161,6 +161,8 @@ def _print_report(report: Any, quiet: bool) -> None:
             if s.status == "pass":
                 continue
             console.print(f"[bold red]{s.function}[/bold red]: {s.first_failure}", markup=True)
+            if s.where:
+                console.print(f"  where: {s.where}")
             if s.notes:
                 console.print(f"  note: {s.notes}")
             if s.shape_pattern:

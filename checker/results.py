@@ -77,6 +77,8 @@ class FunctionSummary:
     first_failure: str = ""
     #: what the headline leaves out: codes found only where a symbol has size 1, or why none is given
     notes: str = ""
+    #: the first wrong step of the backward, where one was located: ``dsqrtvar at layers.py:34``
+    where: str = ""
 
 
 def records_to_frame(records: list[CheckResult]) -> Any:

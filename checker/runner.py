@@ -87,10 +87,50 @@ def check_case(target: Target, case: Case, options: CheckOptions | None = None) 
                 run = in_process.run(target, case, rng)
             except UserError as err:
                 return _stamp([CheckResult("call", err.where, "error", err.message)], target, case, started)
-            return judge_case(target, case, run, options, started=started, rng=rng)
+            rows = judge_case(target, case, run, options, started=started, rng=rng)
     except UserTimeout as err:
         message = f"the user's code {err}; it may hang (the limit is CheckOptions.timeout / --timeout)"
         return _stamp([CheckResult("call", "timeout", "error", message)], target, case, started)
+    return rows + _localized(target, case, run, rows, options)
+
+
+def _localized(
+    target: Target, case: Case, run: Execution, rows: list[CheckResult], options: CheckOptions
+) -> list[CheckResult]:
+    """Where the backward goes wrong, for the gradients whose values failed a check (nothing for a
+    function whose gradients pass: it never pays for this). One ``localize`` row per located gradient,
+    or, when none can be located, the reason in the failing rows' evidence (the summary tells it).
+    Runs under its own time limit."""
+    failing = sorted(
+        {r.target for r in rows if r.check.startswith("grad_") and r.status == "fail"}
+        & set(run.differentiable)
+    )
+    if not failing or "autograd" not in options.oracles:
+        return []
+    from checker.localize import localization_rows, localize
+
+    started = time.perf_counter()
+    with time_limit(options.timeout), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"checker(\.|$)")
+        found = localize(
+            target,
+            case.arrays,
+            case.hyper,
+            run.douts,
+            params=run.model_params,
+            dims=case.dims,
+            seed=case.seed,
+            tol=(options.tol or target.tol).exact,
+            failing=failing,
+        )
+    located = localization_rows(found)
+    if not located:  # no row: the reason goes to the failing rows' evidence, for the summary
+        reason = found.reason or "no step of the backward could be matched to the forward"
+        for i, row in enumerate(rows):
+            if row.check.startswith("grad_") and row.status == "fail":
+                rows[i] = replace(row, evidence=row.evidence | {"not_located": reason})
+        return []
+    return _at_precision(_stamp(located, target, case, started), run.eps)
 
 
 def judge_case(

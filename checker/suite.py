@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from checker.cases import format_dims, make_case
@@ -174,6 +175,13 @@ def _headline(failed_rows: list[CheckResult]) -> tuple[Counter[str], str, CheckR
     headline, it is told as what it is ("at C=1 only: scaled"). When the function fails only at such
     cases, their codes are all the evidence there is and stay the headline.
     """
+    # A located step's code is told as the step's: "sign_flipped (in dsqrtvar)".
+    failed_rows = [
+        replace(r, diagnosis=f"{r.diagnosis} (in {r.first_wrong})")
+        if r.check == "localize" and r.diagnosis
+        else r
+        for r in failed_rows
+    ]
     informative = [r for r in failed_rows if not _degenerate(r.dims)]
     degenerate = [r for r in failed_rows if _degenerate(r.dims)]
     if not informative:
@@ -207,6 +215,11 @@ def _summarise(
 ) -> FunctionSummary:
     failed_rows = [r for r in records if r.failed]
     diagnoses, notes, first = _headline(failed_rows)
+    located = next((r for r in failed_rows if r.check == "localize"), None)
+    where_wrong = f"{located.first_wrong} at {located.location}" if located else ""
+    if located is None:
+        reason = next((r.evidence["not_located"] for r in failed_rows if "not_located" in r.evidence), "")
+        notes = "; ".join(n for n in (notes, f"not located: {reason}" if reason else "") if n)
     pattern = shape_pattern(outcomes)
     if pattern and pattern != "fails at every shape":
         diagnoses["shape_dependent"] += 1
@@ -234,6 +247,7 @@ def _summarise(
         reproduce=reproduce,
         first_failure=f"[{first.check} {first.target}] {first.message}" if first is not None else "",
         notes=notes,
+        where=where_wrong,
     )
 
 
