@@ -28,8 +28,8 @@ from checker.spec import InputSpec, as_input_spec, normalize_dims
 
 __all__ = [
     "REGISTRY",
+    "OracleTolerances",
     "Target",
-    "Tolerances",
     "collect",
     "get_target",
     "import_target_module",
@@ -39,19 +39,20 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Tolerances:
-    """The bounds used against exact oracles (torch autograd) and against finite differences."""
+class OracleTolerances:
+    """One :class:`~checker.compare.Tolerance` per kind of oracle: ``exact`` (torch autograd of a
+    reference, autograd of the user's forward) and ``fd`` (finite differences)."""
 
     exact: Tolerance = EXACT
     fd: Tolerance = FINITE_DIFFERENCE
 
     @classmethod
-    def coerce(cls, value: object, base: Tolerances | None = None) -> Tolerances:
-        """Accept a Tolerances, a Tolerance (both bounds), or a dict of rtol/atol/fd_rtol/fd_atol."""
+    def coerce(cls, value: object, base: OracleTolerances | None = None) -> OracleTolerances:
+        """Accept an OracleTolerances, a Tolerance (both bounds), or a dict of rtol/atol/fd_rtol/fd_atol."""
         base = base or cls()
         if value is None:
             return base
-        if isinstance(value, Tolerances):
+        if isinstance(value, OracleTolerances):
             return value
         if isinstance(value, Tolerance):
             return cls(exact=value, fd=value)
@@ -68,6 +69,10 @@ class Tolerances:
                 raise RegistrationError(f"tol: {err}") from None
             return cls(exact=exact, fd=fd)
         raise RegistrationError(f"tol={value!r} must be a dict like {{'rtol': 1e-6, 'fd_rtol': 1e-4}}")
+
+
+#: The former name, kept for modules not yet renamed (not exported by ``checker``).
+Tolerances = OracleTolerances
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class Target:
     constraint: Callable[[Mapping[str, int]], bool] | None = None
     outputs: int = 1
     torch_forward: Callable[..., Any] | None = None
-    tol: Tolerances = field(default_factory=Tolerances)
+    tol: OracleTolerances = field(default_factory=OracleTolerances)
 
     @property
     def differentiable(self) -> list[str]:
@@ -266,7 +271,7 @@ def register(
         constraint=constraint,
         outputs=outputs,
         torch_forward=torch_forward,
-        tol=Tolerances.coerce(tol),
+        tol=OracleTolerances.coerce(tol),
         **{k: v for k, v in given.items() if v is not None},
     )
     REGISTRY[(module, name)] = target

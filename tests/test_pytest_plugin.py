@@ -200,10 +200,10 @@ def test_a_failing_function_prints_the_harness_report_not_a_traceback(pytester: 
             "  check shape, gradient db, diagnosis unreduced_broadcast:",
             "    db has shape (2, 4) but b has shape (4,)*sum the gradient over axis 0",
             "    failing dims: N=2, D=3, M=4 (baseline)*",
-            "  shape pattern: fails at every shape",
-            "  shrunk dims:   N=1, D=1, M=1",
-            "  reproduce:     backprop-check run buggy_layers --only affine --seed 0 --dims N=1,D=1,M=1",
-            '  rerun:         pytest --backprop-check buggy_layers --backprop-seed 0 --backprop-cases 3 -k "backprop[[]affine[]]"',
+            "  shapes:                fails at every shape",
+            "  smallest failing dims: N=1, D=1, M=1",
+            "  reproduce:             backprop-check run buggy_layers --only affine --seed 0 --dims N=1,D=1,M=1",
+            '  rerun:                 pytest --backprop-check buggy_layers --backprop-seed 0 --backprop-cases 3 -k "backprop[[]affine[]]"',
             "*_ buggy_layers.backprop[[]affine_t[]] _*",
             "affine_t: * cases failed; diagnosis: transposed*",
             "  check shape, gradient dw, diagnosis transposed:",
@@ -279,7 +279,7 @@ def test_junitxml_carries_the_failure_message_and_the_users_location(pytester: p
     failure = cases["junit_buggy", "backprop[affine]"].find("failure")
     assert failure is not None
     assert "diagnosis: " in failure.get("message", "") and "unreduced_broadcast" in failure.get("message", "")
-    assert "reproduce:     backprop-check run junit_buggy --only affine" in (failure.text or "")
+    assert "reproduce:             backprop-check run junit_buggy --only affine" in (failure.text or "")
     assert cases["junit_good", "backprop[relu]"].find("failure") is None
     backward_line = buggy.read_text().splitlines().index("def affine_backward(dout, cache):")  # 0-based
     assert cases["junit_buggy", "backprop[affine]"].get("file") == "junit_buggy.py"
@@ -353,7 +353,7 @@ def test_tolerance_option_reaches_every_check(pytester: pytest.Pytester) -> None
     [
         (["--backprop-tol", "rtol=abc"], "expected KEY=NUMBER pairs"),
         (["--backprop-tol", "tolerance=1"], "unknown keys ['tolerance']"),
-        (["--backprop-cases", "0"], "--backprop-cases=0: must be >= 1"),
+        (["--backprop-cases", "0"], "--backprop-cases=0: must be a whole number >= 1"),
         (["-o", "backprop_cases=many"], "backprop_cases='many': expected a whole number"),
         (["--backprop-report", "report.txt"], "the extension must be one of .csv, .json, .md, .html"),
     ],
