@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds one case of user code may take (default 60)",
     )
-    run.add_argument("--quiet", action="store_true", help="print only the summary line")
+    run.add_argument("--quiet", action="store_true", help="print only the summary line (and no progress bar)")
     from checker import grading_cli
 
     grading_cli.add_commands(sub)
@@ -113,25 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from checker.presentation.terminal import console_for, print_report
+    from checker.presentation.terminal import RunProgress, console_for, print_report
     from checker.report import write_report
     from checker.suite import run
 
     for path in args.report:  # before the run, not after minutes of it
         report_format(path)
     console = console_for()
-    report = run(
-        args.targets,
-        seed=args.seed,
-        cases=args.cases,
-        mode=args.mode,
-        oracles=args.oracles,
-        tol=args.tol,
-        dims=args.dims,
-        only=args.only,
-        shrink=not args.no_shrink,
-        timeout=args.timeout,
-    )
+    with RunProgress(console, enabled=not args.quiet) as progress:
+        report = run(
+            args.targets,
+            seed=args.seed,
+            cases=args.cases,
+            mode=args.mode,
+            oracles=args.oracles,
+            tol=args.tol,
+            dims=args.dims,
+            only=args.only,
+            shrink=not args.no_shrink,
+            timeout=args.timeout,
+            progress=progress,
+        )
     print_report(console, report, quiet=args.quiet)
     for path in args.report:
         console.print(f"report written: {write_report(report, path)}", markup=False)

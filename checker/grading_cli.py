@@ -118,7 +118,7 @@ def _grade(args: argparse.Namespace) -> int:
     from checker.grading.outputs import sandbox_notice, write_outputs
     from checker.grading.records import Limits
     from checker.grading.runtime import SandboxUnavailable
-    from checker.presentation.terminal import console_for
+    from checker.presentation.terminal import GradeProgress, console_for
 
     paths = [Path(s) for s in args.submissions]
     missing = [str(p) for p in paths if not p.exists()]
@@ -129,15 +129,17 @@ def _grade(args: argparse.Namespace) -> int:
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory)
     console = console_for()
     try:
-        report = grade(
-            paths,
-            exercises,
-            seed=args.seed,
-            cases=args.cases,
-            limits=limits,
-            jobs=args.jobs,
-            sandboxed=not args.no_sandbox,
-        )
+        with GradeProgress(console) as progress:
+            report = grade(
+                paths,
+                exercises,
+                seed=args.seed,
+                cases=args.cases,
+                limits=limits,
+                jobs=args.jobs,
+                sandboxed=not args.no_sandbox,
+                progress=progress,
+            )
     except SandboxUnavailable as exc:
         print(f"backprop-check: error: {exc}", file=sys.stderr)
         return 2

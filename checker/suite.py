@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import checker.report  # noqa: F401  (hands Report its writers: report.write(path), notebooks, print)
@@ -18,7 +19,24 @@ from checker.registry import REGISTRY, OracleTolerances, Target, collect, get_ta
 from checker.results import CheckResult, FunctionSummary, Report
 from checker.runner import MODES, ORACLES, CheckOptions, check_case
 
-__all__ = ["MODES", "ORACLES", "check", "check_target", "resolve_targets", "run"]
+__all__ = ["MODES", "ORACLES", "CaseProgress", "check", "check_target", "resolve_targets", "run"]
+
+
+@dataclass(frozen=True)
+class CaseProgress:
+    """Where a run is, for a progress display: ``function`` (the ``index``-th of ``functions``) is
+    about to check case ``case`` (0-based) of ``cases`` (``stage="case"``), is shrinking a failure
+    (``"shrink"``), or is done (``"done"``)."""
+
+    function: str
+    index: int
+    functions: int
+    case: int
+    cases: int
+    stage: str = "case"
+
+
+Progress = Callable[[CaseProgress], None]
 
 
 def _whole_number(value: object) -> bool:
@@ -99,12 +117,21 @@ def check_target(
     dims: Mapping[str, int] | None = None,
     shrink: bool = True,
     source: str = "",
+    progress: Progress | None = None,
+    position: tuple[int, int] = (0, 1),
 ) -> tuple[list[CheckResult], FunctionSummary]:
     """Check one target over its planned cases; shrink the first failure.
 
     ``dims`` pins some symbols (the others are fuzzed as usual); pinning all of them checks one case.
+    ``progress`` is called before each case, while shrinking and when done, with a
+    :class:`CaseProgress`; ``position``: (this target's index, how many the run checks).
     """
     options = options or CheckOptions()
+
+    def tell(case: int, cases: int, stage: str = "case") -> None:
+        if progress is not None:
+            progress(CaseProgress(target.name, position[0], position[1], case, cases, stage))
+
     started = time.perf_counter()
     planned = target if dims is None else _pinned(target, dims)
     plan = plan_dims(planned, cases, seed)
@@ -116,6 +143,7 @@ def check_target(
     records: list[CheckResult] = []
     outcomes: list[tuple[dict[str, int], bool]] = []
     for index, (label, case_dims) in enumerate(plan):
+        tell(index, len(plan))
         rows = check_case(target, make_case(target, case_dims, seed, index, label), options)
         records.extend(rows)
         outcomes.append((case_dims, any(r.failed for r in rows)))
@@ -126,6 +154,7 @@ def check_target(
         key = (first.check, first.target)
 
         def still_fails(candidate: dict[str, int]) -> bool:
+            tell(len(plan), len(plan), "shrink")
             rows = check_case(target, make_case(target, candidate, seed, len(plan), "shrunk"), options)
             return any(r.failed and (r.check, r.target) == key for r in rows)
 
@@ -137,6 +166,7 @@ def check_target(
         shrunk = format_dims(smallest)
     records = narrow_scale_names(records)
     summary = _summarise(target, records, outcomes, time.perf_counter() - started, shrunk, seed, source)
+    tell(len(plan), len(plan), "done")
     return records, summary
 
 
@@ -347,9 +377,11 @@ def run(
     only: Iterable[str] | None = None,
     shrink: bool = True,
     timeout: float | None = 60.0,
+    progress: Progress | None = None,
 ) -> Report:
     """Check every function a module (or ``.py`` file, or list of names) registers.
 
+    ``progress``: called with a :class:`CaseProgress` before each case (the CLI's progress bar).
     Misused keywords raise :class:`~checker.errors.OptionError` before anything runs.
     """
     options = _checked_options(
@@ -366,7 +398,7 @@ def run(
             raise TargetNotFound(f"--only {', '.join(sorted(missing))}: not registered by {targets!r}")
     records: list[CheckResult] = []
     summaries: list[FunctionSummary] = []
-    for target, source in resolved:
+    for index, (target, source) in enumerate(resolved):
         rows, summary = check_target(
             target,
             seed=seed,
@@ -375,6 +407,8 @@ def run(
             dims=dims,
             shrink=shrink,
             source=source,
+            progress=progress,
+            position=(index, len(resolved)),
         )
         records.extend(rows)
         summaries.append(summary)

@@ -457,3 +457,64 @@ def test_under_xdist_the_controller_gathers_every_workers_results(pytester: pyte
     junit = ET.parse(pytester.path / "junit.xml").getroot()
     failures = [f.get("message", "") for f in junit.iter("failure")]
     assert len(failures) == 2 and any("unreduced_broadcast" in m for m in failures)
+
+
+def heatmaps(page: str) -> list[str]:
+    """The alt texts of a report's heatmap pictures (an HTML parse, not a text search)."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Images(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            alt = dict(attrs).get("alt") or ""
+            if (
+                tag == "img"
+                and alt.startswith("heatmaps of")
+                and (dict(attrs).get("src") or "").startswith("data:image/png;base64,")
+            ):
+                found.append(alt)
+
+    Images().feed(page)
+    return found
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "xdist"])
+def test_the_pytest_report_has_the_pictures_of_the_cli_report(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    from checker.cli import main
+
+    write(pytester, "pictured_buggy", BUGGY)
+    args = ["-p", "no:randomly", "-p", "no:cacheprovider", *workers, "--backprop-check", "pictured_buggy"]
+    result = pytester.runpytest_subprocess(*args, "--backprop-cases", "3", "--backprop-report", "pytest.html")
+    result.assert_outcomes(failed=2)
+    from_pytest = heatmaps((pytester.path / "pytest.html").read_text())
+    assert (
+        main(["run", str(pytester.path / "pictured_buggy.py"), "--cases", "3", "--report", "cli.html"]) == 1
+    )
+    from_cli = heatmaps((pytester.path / "cli.html").read_text())
+    assert len(from_cli) >= 2 and sorted(from_pytest) == sorted(from_cli)
+
+
+def test_evidence_travels_compactly_and_capped() -> None:
+    import numpy as np
+
+    from checker.pytest_payload import MAX_ELEMENTS, from_payload, to_payload
+    from checker.results import CheckResult, FunctionSummary
+
+    small = {"expected": np.arange(6.0).reshape(2, 3), "actual": np.zeros((2, 3), dtype=np.float32)}
+    large = {"expected": np.ones(MAX_ELEMENTS + 1), "actual": np.zeros(MAX_ELEMENTS + 1)}
+    rows = [
+        CheckResult("grad_torch", "w", "fail", function="f", case=0, evidence=small),
+        CheckResult("grad_torch", "b", "fail", function="f", case=0, evidence=large),
+        CheckResult("grad_fd", "w", "pass", function="f", case=0, evidence=small),  # passing: no picture
+    ]
+    summary = FunctionSummary("f", "fail", 1, 1, 3, 2, "", 1.0, 0.1)
+    payload = to_payload([(rows, summary)])
+    json.dumps(payload)  # plain data: execnet carries it, and so would any JSON report plugin
+    records, summaries = from_payload(payload)
+    assert summaries == [summary] and [r.check for r in records] == [r.check for r in rows]
+    np.testing.assert_array_equal(records[0].evidence["expected"], small["expected"])
+    assert records[0].evidence["actual"].dtype == np.float32
+    assert records[1].evidence == {} and records[2].evidence == {}

@@ -63,6 +63,8 @@ _CSS = """
 .bc-report figcaption{contain:inline-size;font-size:12px;color:#57606a;margin-top:4px}
 .bc-report details>summary{cursor:pointer;color:#0969da;margin:.6em 0 .3em}
 .bc-report .muted{color:#57606a}
+.bc-report p.advice{background:#fff8c5;border:1px solid #eed888;border-radius:6px;padding:6px 10px;
+ margin:.5em 0}
 """
 
 _STATUS_CSS = {
@@ -244,6 +246,8 @@ def _function_section(
         text = html.escape(fact.text)
         if fact.key == "reproduce":
             reproduce = text
+        elif fact.key == "advice":
+            parts.append(f"<p class='advice'><b>{fact.label}:</b> {text}</p>")
         else:
             facts.append(f"{fact.label} " + (f"<code>{text}</code>" if fact.literal else f"<b>{text}</b>"))
     parts.append(f"<p class='facts'>{' · '.join(facts)}</p>")

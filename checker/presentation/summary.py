@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from checker.presentation.advice import shape_advice
+
 if TYPE_CHECKING:
     from checker.results import CheckResult, FunctionSummary
 
@@ -31,6 +33,7 @@ LABELS = {
     "shape_pattern": "shapes",
     "shrunk_dims": "smallest failing dims",
     "first_dims": "first failing dims",
+    "advice": "advice",
     "reproduce": "reproduce",
 }
 
@@ -53,7 +56,8 @@ class Fact:
 def function_facts(summary: FunctionSummary, records: Iterable[CheckResult] = ()) -> list[Fact]:
     """What to tell about a function that did not pass, in the order every door shows it.
 
-    ``records``: the function's rows (for the first failing dims when nothing was shrunk).
+    ``records``: the function's rows (for the first failing dims when nothing was shrunk, and for
+    the advice when its code raised at some shapes only).
     """
     if summary.status == "pass":
         return []
@@ -69,6 +73,9 @@ def function_facts(summary: FunctionSummary, records: Iterable[CheckResult] = ()
         first = next((r for r in rows if r.failed and r.dims), None)
         if first is not None:
             facts.append(Fact("first_dims", first.dims, literal=True))
+    advice = shape_advice(summary, rows)
+    if advice:
+        facts.append(Fact("advice", advice))
     if summary.reproduce:
         facts.append(Fact("reproduce", summary.reproduce, literal=True))
     return facts
