@@ -194,3 +194,16 @@ def test_no_advice_for_wrong_values_or_for_code_that_raises_everywhere(buggy_rep
     report = bc.check(target, cases=3, shrink=False)
     assert report.summaries[0].status == "error"
     assert shape_advice(report.summaries[0], report.records) == ""
+
+
+def test_no_advice_when_a_case_timed_out():
+    from checker.results import CheckResult, FunctionSummary
+
+    summary = FunctionSummary("hangs", "error", 2, 1, 3, 1, "", float("nan"), 1.0)
+    rows = [
+        CheckResult("call", "timeout", "error", "did not finish", function="hangs", case=0, dims="N=3"),
+        CheckResult("grad_fd", "x", "pass", function="hangs", case=1, dims="N=2"),
+    ]
+    assert shape_advice(summary, rows) == ""
+    raised = [CheckResult("call", "f", "error", "ValueError", function="hangs", case=0, dims="N=3"), rows[1]]
+    assert shape_advice(summary, raised).startswith("your code raised at some shapes only (fails at N = 3")

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["separating_rule", "shape_advice"]
 
 _SHOWN = 3
+#: The target of the row the runner writes when a case did not finish in time (a hang, not a raise).
+TIMEOUT = "timeout"
 
 
 def _parse_dims(text: str) -> dict[str, int]:
@@ -86,8 +88,8 @@ def shape_advice(summary: FunctionSummary, records: Iterable[CheckResult]) -> st
     passing: list[dict[str, int]] = []
     for rows in by_case.values():
         failed = [r for r in rows if r.failed]
-        if failed and any(r.status != "error" for r in failed):
-            return ""  # a wrong value somewhere: the shapes are not the whole story
+        if any(r.status != "error" or r.target == TIMEOUT for r in failed):
+            return ""  # a wrong value or a hang somewhere: the shapes are not the whole story
         (failing if failed else passing).append(_parse_dims(rows[0].dims))
     if not failing or not passing or not all(failing + passing):
         return ""
