@@ -15,6 +15,7 @@ from checker.diagnose import GradientContext, diagnose_gradient, diagnose_shape
 from checker.execution.calls import INTEGER_HINT, as_gradient_array
 from checker.execution.fingerprints import values_equal
 from checker.execution.record import MutationEvidence
+from checker.presentation.words import gradient_name, mismatch_text
 from checker.results import CheckResult
 
 __all__ = [
@@ -26,11 +27,6 @@ __all__ = [
     "gradient_name",
     "shape_text",
 ]
-
-
-def gradient_name(name: str) -> str:
-    """The name people give the gradient of ``name``: ``w`` -> ``dw``."""
-    return f"d{name}"
 
 
 def shape_text(shape: tuple[int, ...] | None) -> str:
@@ -146,10 +142,7 @@ def check_gradient(
     if found is not None and found.code:
         message = found.message
     else:
-        message = (
-            f"{dname} differs from {oracle}: Mismatched elements: {comparison.mismatch_summary}, "
-            f"Max absolute difference: {comparison.max_abs_err:.3g}, Max relative difference: {comparison.max_rel_err:.3g}"
-        )
+        message = f"{dname} differs from {oracle}: {mismatch_text(comparison)}"
     evidence: dict[str, Any] = {"actual": actual, "expected": expected}
     if found is not None and found.code:
         evidence["diagnosis"] = found.details

@@ -111,7 +111,6 @@ def _practice(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -119,6 +118,7 @@ def _grade(args: argparse.Namespace) -> int:
     from checker.grading.outputs import sandbox_notice, write_outputs
     from checker.grading.records import Limits
     from checker.grading.runtime import SandboxUnavailable
+    from checker.presentation.terminal import GradeProgress, console_for
 
     paths = [Path(s) for s in args.submissions]
     missing = [str(p) for p in paths if not p.exists()]
@@ -127,20 +127,22 @@ def _grade(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.exercises.split(",") if n.strip()] if args.exercises else None
     exercises = select_exercises(paths, names, _bank())
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory)
+    console = console_for()
     try:
-        report = grade(
-            paths,
-            exercises,
-            seed=args.seed,
-            cases=args.cases,
-            limits=limits,
-            jobs=args.jobs,
-            sandboxed=not args.no_sandbox,
-        )
+        with GradeProgress(console) as progress:
+            report = grade(
+                paths,
+                exercises,
+                seed=args.seed,
+                cases=args.cases,
+                limits=limits,
+                jobs=args.jobs,
+                sandboxed=not args.no_sandbox,
+                progress=progress,
+            )
     except SandboxUnavailable as exc:
         print(f"backprop-check: error: {exc}", file=sys.stderr)
         return 2
-    console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160)
     table = Table(title="backprop-check grade")
     for column in ("submission", "exercise", "score", "diagnosis", "hint", "seconds"):
         table.add_column(column)
@@ -163,12 +165,13 @@ def _grade(args: argparse.Namespace) -> int:
         )
     if args.out:
         for path in write_outputs(report, Path(args.out)):
-            print(f"written: {path}")
+            console.print(f"written: {path}", markup=False)
     console.print(sandbox_notice(report), markup=False)
     ok = report.passes(args.min_score)
     console.print(
         f"graded {len(report.totals())} submission(s) in {report.seconds:.1f} s; "
         + ("all reach" if ok else "not all reach")
-        + f" --min-score {args.min_score:g}"
+        + f" --min-score {args.min_score:g}",
+        markup=False,
     )
     return 0 if ok else 1

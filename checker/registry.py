@@ -29,8 +29,8 @@ from checker.spec import InputSpec, as_input_spec, normalize_dims
 
 __all__ = [
     "REGISTRY",
+    "OracleTolerances",
     "Target",
-    "Tolerances",
     "collect",
     "get_target",
     "import_target_module",
@@ -40,19 +40,20 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Tolerances:
-    """The bounds used against exact oracles (torch autograd) and against finite differences."""
+class OracleTolerances:
+    """One :class:`~checker.compare.Tolerance` per kind of oracle: ``exact`` (torch autograd of a
+    reference, autograd of the user's forward) and ``fd`` (finite differences)."""
 
     exact: Tolerance = EXACT
     fd: Tolerance = FINITE_DIFFERENCE
 
     @classmethod
-    def coerce(cls, value: object, base: Tolerances | None = None) -> Tolerances:
-        """Accept a Tolerances, a Tolerance (both bounds), or a dict of rtol/atol/fd_rtol/fd_atol."""
+    def coerce(cls, value: object, base: OracleTolerances | None = None) -> OracleTolerances:
+        """Accept an OracleTolerances, a Tolerance (both bounds), or a dict of rtol/atol/fd_rtol/fd_atol."""
         base = base or cls()
         if value is None:
             return base
-        if isinstance(value, Tolerances):
+        if isinstance(value, OracleTolerances):
             return value
         if isinstance(value, Tolerance):
             return cls(exact=value, fd=value)
@@ -89,7 +90,7 @@ class Target:
     constraint: Callable[[Mapping[str, int]], bool] | None = None
     outputs: int = 1
     torch_forward: Callable[..., Any] | None = None
-    tol: Tolerances = field(default_factory=Tolerances)
+    tol: OracleTolerances = field(default_factory=OracleTolerances)
 
     @property
     def differentiable(self) -> list[str]:
@@ -267,7 +268,7 @@ def register(
         constraint=constraint,
         outputs=outputs,
         torch_forward=torch_forward,
-        tol=Tolerances.coerce(tol),
+        tol=OracleTolerances.coerce(tol),
         **{k: v for k, v in given.items() if v is not None},
     )
     REGISTRY[(module, name)] = target

@@ -29,7 +29,8 @@ from checker.execution.user_code import UserError, UserTimeout, time_limit
 from checker.judging import exact as exact_oracles
 from checker.judging import finite_differences as fd
 from checker.oracles import finite_diff
-from checker.registry import Target, Tolerances
+from checker.presentation.words import gradient_name
+from checker.registry import OracleTolerances, Target
 from checker.results import CheckResult
 
 __all__ = ["MODES", "ORACLES", "Answers", "CheckOptions", "check_case", "judge_case"]
@@ -49,7 +50,7 @@ class CheckOptions:
 
     mode: str = "auto"
     oracles: tuple[str, ...] = ORACLES
-    tol: Tolerances | None = None
+    tol: OracleTolerances | None = None
     timeout: float | None = 60.0
 
     def __post_init__(self) -> None:
@@ -235,7 +236,7 @@ def _gradient_rows(
         own.append(shape_row)
         if actual is None or shape_row.status != "pass":
             continue
-        finite_row = check_finite(name, actual, f"d{name}")
+        finite_row = check_finite(name, actual, gradient_name(name))
         own.append(finite_row)
         if finite_row.status != "pass":
             continue
@@ -244,7 +245,7 @@ def _gradient_rows(
             if second is not None:
                 own.append(check_deterministic(name, actual, second, run.where))
             else:
-                message = f"the second call returned no usable d{name}"
+                message = f"the second call returned no usable {gradient_name(name)}"
                 own.append(CheckResult("determinism", name, "fail", message, diagnosis="stateful"))
             del second
         checked[name] = (actual, context)
@@ -256,7 +257,7 @@ def _fd_checked(
     actual: np.ndarray,
     run: Execution,
     mode: str,
-    tol: Tolerances,
+    tol: OracleTolerances,
     rng: np.random.Generator,
     context: GradientContext,
     best_exact: np.ndarray | None,

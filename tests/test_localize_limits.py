@@ -112,7 +112,7 @@ def test_traced_gradients_that_finite_differences_contradict_are_not_trusted():
     def forward(gradient):
         return ForwardTrace({"x": (Binding("x", x, gradient, "", 0, 0, "x"),)}, objective({"x": x}))
 
-    tol = bc.Tolerances().fd
+    tol = bc.OracleTolerances().fd
     assert _disagreeing_leaf(objective, {"x": x}, forward(2 * x), tol, 2.2e-16, 0) == ""
     assert _disagreeing_leaf(objective, {"x": x}, forward(x), tol, 2.2e-16, 0) == "x"
 

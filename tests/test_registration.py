@@ -115,12 +115,7 @@ def test_signatures_the_runner_can_call_are_accepted(changes):
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"timeout": 0}, "timeout=0 must be a finite number of seconds > 0 (or None for no limit)"),
-        ({"timeout": -5}, "timeout=-5 must be"),
-        ({"timeout": float("nan")}, "timeout=nan must be"),
-        ({"timeout": "60"}, "timeout='60' must be"),
-        ({"timeout": True}, "timeout=True must be"),
-        ({"cases": 0}, "cases=0 must be a whole number >= 1"),
+        # (bad timeout=, cases=, mode=, ... are OptionErrors: tests/test_api.py)
         # Too large for memory: refused before anything is allocated, naming the input, dims and bytes.
         (
             {"dims": {"N": 10**6, "D": 10**6, "M": 2}},

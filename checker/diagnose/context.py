@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from checker.compare import Tolerance
+from checker.presentation.words import gradient_name
 
 #: Every diagnosis code of the harness; the last five are given by other checks, not by this package.
 CODES = (
@@ -70,7 +71,7 @@ class GradientContext:
     @property
     def grad_name(self) -> str:
         """``"db"`` for ``b``: the name users give the gradient."""
-        return "d" + self.name
+        return gradient_name(self.name)
 
 
 #: A rule: ``(G, T, context, tolerance)`` -> a Diagnosis that explains *all* of the mismatch, or None.

@@ -17,6 +17,7 @@ from checker.diagnose.context import (
     output_shape,
     size_symbol,
 )
+from checker.presentation.words import mismatch_text
 
 _MAX_LISTED = 8  # indices named in a message before it is cut short with "..."
 
@@ -30,10 +31,7 @@ DOUT_ITSELF = "dout itself"
 
 def unexplained(dname: str, c: Comparison) -> str:
     """numpy.testing's summary of a mismatch no rule explains."""
-    return (
-        f"{dname} differs from the oracle: Mismatched elements: {c.mismatch_summary}, "
-        f"Max absolute difference: {c.max_abs_err:.3g}, Max relative difference: {c.max_rel_err:.3g}"
-    )
+    return f"{dname} differs from the oracle: {mismatch_text(c)}"
 
 
 def wrong_shape(ctx: GradientContext, actual: tuple[int, ...], expected: tuple[int, ...]) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from checker.execution.record import Refused
 from checker.execution.user_code import USER_ERRORS, UserError, describe_exception
+from checker.presentation.words import gradient_name
 from checker.registry import Target
 
 __all__ = [
@@ -167,7 +168,7 @@ def normalize_gradients(
     """
     problems: list[ReturnProblem] = []
     if raw is None:
-        want = ", ".join(f"d{n}" for n in names)
+        want = ", ".join(gradient_name(n) for n in names)
         return {}, [ReturnProblem("", f"{where} returned None; expected ({want})")]
     if isinstance(raw, Mapping):
         found: dict[str, Any] = {}
@@ -195,12 +196,12 @@ def normalize_gradients(
         if len(names) == 1 and len(raw) != 1 and not isinstance(raw, tuple):
             return {names[0]: raw}, []
         if len(raw) != len(names):
-            want = ", ".join(f"d{n}" for n in names)
+            want = ", ".join(gradient_name(n) for n in names)
             problems.append(
                 ReturnProblem("", f"{where} returned {len(raw)} gradients; expected {len(names)}: ({want})")
             )
         return dict(zip(names, raw, strict=False)), problems
     if len(names) == 1:
         return {names[0]: raw}, []
-    want = ", ".join(f"d{n}" for n in names)
+    want = ", ".join(gradient_name(n) for n in names)
     return {}, [ReturnProblem("", f"{where} returned a {type(raw).__name__}; expected a tuple ({want})")]

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import ast
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checker.grading.imports import parse
 from checker.grading.plan import plan_exercises
 from checker.grading.records import Limits, SubmissionRun, clean_text
 from checker.grading.runs import NO_SANDBOX, run_many
@@ -35,7 +36,7 @@ def defined_names(submission: Path) -> set[str]:
     names: set[str] = set()
     for path in _sources(submission):
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            tree = parse(path.read_text(encoding="utf-8", errors="replace"))
         except (SyntaxError, ValueError, MemoryError, RecursionError, OSError):
             continue  # that submission's own run reports the problem; the others are graded as usual
         names |= {
@@ -148,20 +149,31 @@ def grade(
     limits: Limits | None = None,
     jobs: int = 2,
     sandboxed: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> GradeReport:
     """Grade each submission on ``exercises``; a broken or hostile submission only hurts itself.
 
     Raises ``SandboxUnavailable`` (before any submission runs) when no sandbox can be made, unless
-    ``sandboxed=False``: trusted code only, and every output then says it ran without a sandbox."""
+    ``sandboxed=False``: trusted code only, and every output then says it ran without a sandbox.
+    ``progress(done, total, last)`` is told when grading starts and as each submission finishes."""
     from checker.grading import outputs
 
     started = time.perf_counter()
     sandbox = prepare_runtime().describe() if sandboxed else NO_SANDBOX
     outputs.warm_up()
     paths = [Path(s) for s in submissions]
+    finished = [0]
+
+    def done(run: SubmissionRun) -> None:
+        finished[0] += 1
+        if progress is not None:
+            progress(finished[0], len(paths), _name(Path(run.submission)))
+
+    if progress is not None:
+        progress(0, len(paths), "")
     planned, arrays = plan_exercises(list(exercises), seed=seed, cases=cases)
     calls = [c.call for c in planned]
-    runs = run_many(paths, calls, arrays, limits or Limits(), jobs=jobs, sandboxed=sandboxed)
+    runs = run_many(paths, calls, arrays, limits or Limits(), jobs=jobs, sandboxed=sandboxed, on_done=done)
     grades: list[ExerciseGrade] = []
     for path, run in zip(paths, runs, strict=True):
         for exercise in exercises:

@@ -221,7 +221,9 @@ def grade_exercise(
         hint = (
             "implement the functions of the exercise"
             if message == "not implemented"
-            else "your code raised or did not finish: run it on a small case"
+            else f"your submission {problem}"
+            if problem
+            else f"your code raised or did not finish ({message}): run it on a small case"
         )
     else:
         named = next((r for r in all_rows if r.failed and r.diagnosis == code), first_failure)

@@ -17,7 +17,8 @@ from checker.compare import FLOAT64_EPS, Tolerance, compare_arrays, for_precisio
 from checker.diagnose import GradientContext
 from checker.execution.record import Execution
 from checker.execution.user_code import UserError
-from checker.registry import Target, Tolerances
+from checker.presentation.words import mismatch_text
+from checker.registry import OracleTolerances, Target
 from checker.results import CheckResult
 
 __all__ = [
@@ -39,7 +40,7 @@ GRADIENT_CHECKS = {
 
 
 def in_process_answers(
-    target: Target, case: Case, run: Execution, which: Sequence[str], tol: Tolerances
+    target: Target, case: Case, run: Execution, which: Sequence[str], tol: OracleTolerances
 ) -> tuple[dict[str, dict[str, np.ndarray]], list[CheckResult]]:
     """Gradients from torch (reference) and autograd (user's own forward), as ``which`` asks, and their rows.
 
@@ -130,8 +131,8 @@ def forward_rows(
             ""
             if comparison.passed
             else (
-                f"the forward differs from {label_of}: Mismatched elements: {comparison.mismatch_summary}, "
-                f"Max absolute difference: {comparison.max_abs_err:.3g}; gradients are judged against the reference"
+                f"the forward differs from {label_of}: {mismatch_text(comparison, relative=False)}; "
+                "gradients are judged against the reference"
             )
         )
         rows.append(
@@ -154,7 +155,7 @@ def forward_rows(
 
 
 def in_process_rows(
-    target: Target, case: Case, run: Execution, which: Sequence[str], tol: Tolerances
+    target: Target, case: Case, run: Execution, which: Sequence[str], tol: OracleTolerances
 ) -> tuple[dict[str, dict[str, np.ndarray]], list[CheckResult]]:
     """:func:`in_process_answers` for ``which``, with a user error as an error row."""
     if not which:
@@ -168,7 +169,7 @@ def in_process_rows(
 def compare_exact(
     exact: Mapping[str, Mapping[str, np.ndarray]],
     checked: Mapping[str, tuple[np.ndarray, GradientContext]],
-    tol: Tolerances,
+    tol: OracleTolerances,
     by_name: dict[str, list[CheckResult]],
     eps: float = FLOAT64_EPS,
     shadow: Mapping[str, np.ndarray] | None = None,

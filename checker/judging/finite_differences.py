@@ -16,7 +16,8 @@ from checker.compare import FLOAT64_EPS, compare_arrays, for_precision
 from checker.diagnose import GradientContext
 from checker.execution.record import Execution
 from checker.oracles import finite_diff
-from checker.registry import Tolerances
+from checker.presentation.words import gradient_name
+from checker.registry import OracleTolerances
 from checker.results import CheckResult
 
 __all__ = [
@@ -43,7 +44,7 @@ def fd_row(
     actual: np.ndarray,
     run: Execution,
     mode: str,
-    tol: Tolerances,
+    tol: OracleTolerances,
     rng: np.random.Generator,
     context: GradientContext,
     exact: np.ndarray | None,
@@ -101,7 +102,7 @@ def fd_row(
             )
         comparison = compare_arrays(actual[considered], best[considered], tol.fd)
         where = [np.unravel_index(i, x.shape) for i in np.flatnonzero(wrong)[:3]]
-        message = f"d{name} differs from finite differences at {int(wrong.sum())} of {int(considered.sum())} sampled entries, e.g. at {', '.join(str(tuple(int(j) for j in w)) for w in where)}"
+        message = f"{gradient_name(name)} differs from finite differences at {int(wrong.sum())} of {int(considered.sum())} sampled entries, e.g. at {', '.join(str(tuple(int(j) for j in w)) for w in where)}"
         return explained(
             CheckResult(
                 "grad_fd",
@@ -144,7 +145,11 @@ def fd_row(
             actual_shape=shape_text(actual.shape),
             oracle=oracle,
         )
-    message = f"d{name} disagrees with finite differences along a random direction: <d{name}, v> = {result.predicted:.6g} but (L(x+hv) - L(x-hv)) / 2h = {result.measured:.6g}"
+    dname = gradient_name(name)
+    message = (
+        f"{dname} disagrees with finite differences along a random direction: <{dname}, v> = "
+        f"{result.predicted:.6g} but (L(x+hv) - L(x-hv)) / 2h = {result.measured:.6g}"
+    )
     return explained(
         CheckResult(
             "grad_fd",
@@ -200,7 +205,7 @@ def explained(
     name: str,
     actual: np.ndarray,
     run: Execution,
-    tol: Tolerances,
+    tol: OracleTolerances,
     context: GradientContext,
     exact: np.ndarray | None,
 ) -> CheckResult:
