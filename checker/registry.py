@@ -100,6 +100,11 @@ class Target:
     def symbols(self) -> tuple[str, ...]:
         return tuple(self.dims)
 
+    @property
+    def takes_dout(self) -> bool:
+        """Checked as a layer: ``L = sum(out * dout)`` over its outputs, a backward given the douts."""
+        return self.style in ("layer", "object")
+
     def hyper_for(self, dims: Mapping[str, int]) -> dict[str, Any]:
         """The keyword arguments for one case (``hyper`` may be a callable of the dims)."""
         if self.hyper is None:

@@ -108,8 +108,10 @@ def judge_case(
     tol = options.tol or target.tol
     rng = np.random.default_rng(case.seed + 1) if rng is None else rng
     rows = [check_unchanged(evidence) for evidence in run.mutations]
+    if run.unrepeatable:
+        rows.append(CheckResult("forward", run.unrepeatable.split(" gives ")[0], "error", run.unrepeatable))
     if run.forward_problem:
-        label = "forward" if target.style == "layer" else "loss"
+        label = "forward" if target.takes_dout else "loss"
         rows.append(CheckResult("forward", label, "fail", run.forward_problem, diagnosis="forward_mismatch"))
     else:
         rows.extend(_finite_outputs(run))
@@ -124,7 +126,7 @@ def judge_case(
     if reference is not None:
         exact = {"reference": dict(reference.gradients)}
         if not run.forward_problem:
-            user_outs = run.outputs if target.style == "layer" else (np.array(run.value),)
+            user_outs = run.outputs if target.takes_dout else (np.array(run.value),)
             exact_tol = for_precision(tol.exact, run.eps)
             rows.extend(exact_oracles.forward_rows(user_outs, reference.outputs, exact_tol, 0.0, "reference"))
         first = wanted = []
@@ -202,7 +204,8 @@ def _gradient_rows(
         if again is not None:
             second, _ = as_gradient_array(again.pop(name, None))
             if second is not None:
-                own.append(check_deterministic(name, actual, second, run.where))
+                call = "backward" if target.takes_dout else f"call of {run.where}"
+                own.append(check_deterministic(name, actual, second, run.where, call))
             else:
                 message = f"the second call returned no usable d{name}"
                 own.append(CheckResult("determinism", name, "fail", message, diagnosis="stateful"))
@@ -247,7 +250,7 @@ def _context(
     spec = target.inputs.get(name)
     shape = np.shape(run.param_values[name])
     outputs = [o for o in run.outputs if isinstance(o, np.ndarray)]
-    if reference is not None and target.style == "layer":
+    if reference is not None and target.takes_dout:
         outputs = list(reference.outputs)  # the user's outputs may be refused or of the wrong shape
     return GradientContext(
         name=name,
@@ -259,6 +262,7 @@ def _context(
         | {k: np.asarray(v) for k, v in run.param_values.items()},
         douts=run.douts,
         batch=_batch_symbol(target, case) if target.style == "model" else None,
+        dout_name=run.dout_names[0] if run.dout_names else "dout",
     )
 
 

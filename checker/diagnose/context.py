@@ -66,6 +66,8 @@ class GradientContext:
     douts: tuple[np.ndarray, ...] = ()
     #: model style: the batch symbol and its size (``("N", 4)``), the data's leading or trailing axis
     batch: tuple[str, int] | None = None
+    #: what the user's backward calls its (first) upstream gradient: ``dnext_h``, ``dvalues``
+    dout_name: str = "dout"
 
     @property
     def grad_name(self) -> str:

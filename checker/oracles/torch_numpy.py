@@ -31,6 +31,7 @@ __all__ = [
     "AutogradResult",
     "autograd_gradients",
     "available",
+    "numpy_random_stream",
     "numpy_rebound",
     "traced_inputs",
     "user_modules",
@@ -94,7 +95,8 @@ def warm_up() -> None:
         import torch._numpy as tnp
 
         leaf = torch.ones(2, dtype=torch.float64, requires_grad=True)
-        total = tnp.sum(tnp.exp(tnp.asarray(leaf)) * 2.0)
+        # A numpy operand (a layer's dout) imports torch's symbolic machinery on first use: seconds.
+        total = tnp.sum(tnp.exp(tnp.asarray(leaf)) * np.full(2, 2.0))
         torch.autograd.grad(total.tensor, [leaf])
     except Exception:
         pass
@@ -162,6 +164,20 @@ def numpy_rebound(
         finally:
             for namespace, key in swapped:
                 namespace[key] = np
+
+
+@contextmanager
+def numpy_random_stream() -> Iterator[None]:
+    """``np.random.*`` under torch._numpy draws from numpy's own global generator, not torch's: a dropout
+    mask traced is then the mask the plain forward drew (the harness seeds both the same way)."""
+    import torch._numpy.random as tnp_random
+
+    original = tnp_random.use_numpy_random
+    tnp_random.use_numpy_random = lambda: True
+    try:
+        yield
+    finally:
+        tnp_random.use_numpy_random = original
 
 
 def autograd_gradients(
@@ -251,7 +267,12 @@ def _traced_gradients(
     leaves, traced = traced_inputs(values, differentiable)
     mode = _precision_mode(promote)
     try:
-        with numpy_rebound(tnp, user_modules(), namespaces), warnings.catch_warnings(), mode:
+        with (
+            numpy_rebound(tnp, user_modules(), namespaces),
+            numpy_random_stream(),
+            warnings.catch_warnings(),
+            mode,
+        ):
             warnings.simplefilter("ignore")
             total = objective(traced)
     except UserError as err:
