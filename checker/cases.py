@@ -50,7 +50,9 @@ class Case:
     """Inputs for one check of one target.
 
     ``arrays``: input name -> array, float64 (labels: int64). ``label`` says why the case exists
-    (``baseline``, ``N=1``, ``D=M``, ``fuzz``, ``shrunk``).
+    (``baseline``, ``N=1``, ``D=M``, ``fuzz``, ``shrunk``). ``seed`` is the case's own seed (derived
+    from the run's seed, the target and the dims); ``run_seed`` the run's (``--seed``), which the
+    report's ``seed`` column shows.
     """
 
     index: int
@@ -59,6 +61,7 @@ class Case:
     arrays: dict[str, np.ndarray]
     hyper: dict[str, Any] = field(default_factory=dict)
     label: str = "fuzz"
+    run_seed: int = 0
 
     @property
     def dims_text(self) -> str:
@@ -157,5 +160,11 @@ def make_case(
     rng = np.random.default_rng(per_case)
     arrays = {name: draw_input(spec, dims, rng) for name, spec in target.inputs.items()}
     return Case(
-        index=index, dims=dims, seed=per_case, arrays=arrays, hyper=target.hyper_for(dims), label=label
+        index=index,
+        dims=dims,
+        seed=per_case,
+        arrays=arrays,
+        hyper=target.hyper_for(dims),
+        label=label,
+        run_seed=seed,
     )

@@ -61,11 +61,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--backprop-seed",
-        type=int,
         default=None,
         metavar="N",
         dest="backprop_seed",
-        help="random seed for the cases (default 0); the same seed gives the same cases",
+        help="random seed for the cases (default 0), or several: 0,1,2 or 0-9; the same seed gives the same cases",
     )
     group.addoption(
         "--backprop-report",
@@ -84,7 +83,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("backprop_check_modules", "modules to check, one per line", type="linelist", default=[])
     parser.addini("backprop_cases", "cases per function (default 6)", default="")
-    parser.addini("backprop_seed", "random seed for the cases (default 0)", default="")
+    parser.addini(
+        "backprop_seed",
+        "random seed for the cases (default 0), or several: 0,1,2, 0-9, or a TOML list [0, 1, 2]",
+        type="args",
+        default=[],
+    )
     parser.addini(
         "backprop_report", "report path (.csv .json .md .html), relative to the ini file", default=""
     )
@@ -96,7 +100,8 @@ class Settings:
     """The run's settings, from the command line, else the ini file, else the defaults."""
 
     modules: tuple[str, ...] = ()
-    seed: int = 0
+    #: one seed, or several as ``--backprop-seed`` takes them (``"0-2,5"``)
+    seed: int | str = 0
     cases: int | None = None
     tol: dict[str, float] | None = None
     tol_text: str = ""
@@ -113,6 +118,18 @@ def _int_setting(value: object, name: str, minimum: int | None = None) -> int:
     if minimum is not None and number < minimum:
         raise pytest.UsageError(f"{name}={number}: must be >= {minimum}")
     return number
+
+
+def _seed_setting(value: str, name: str) -> int | str:
+    """One seed as an int; several (``0,1,2``, ``0-9``, a TOML list) as ``--backprop-seed`` takes them."""
+    from checker.errors import SpecError
+    from checker.spec import parse_seeds, seed_text
+
+    try:
+        seeds = parse_seeds(value, name)
+    except SpecError as err:
+        raise pytest.UsageError(str(err)) from None
+    return seeds[0] if len(seeds) == 1 else seed_text(seeds)
 
 
 def _parse_tolerance(text: str, name: str) -> dict[str, float]:
@@ -143,7 +160,10 @@ def _setting(config: pytest.Config, name: str) -> tuple[str, str]:
     value = getattr(config.option, name)
     if value is not None:
         return str(value).strip(), "--" + name.replace("_", "-")
-    return str(config.getini(name)).strip(), name
+    value = config.getini(name)
+    if isinstance(value, list):  # an "args" setting: a TOML list, or words of the ini line
+        return ",".join(str(v).strip() for v in value), name
+    return str(value).strip(), name
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -153,7 +173,7 @@ def read_settings(config: pytest.Config) -> Settings:
     modules = cli_modules if cli_modules is not None else config.getini("backprop_check_modules")
     modules = tuple(dict.fromkeys(m.strip() for m in modules if m.strip()))
     seed_raw, seed_name = _setting(config, "backprop_seed")
-    seed = _int_setting(seed_raw, seed_name) if seed_raw else 0
+    seed = _seed_setting(seed_raw, seed_name) if seed_raw else 0
     cases_raw, cases_name = _setting(config, "backprop_cases")
     cases = _int_setting(cases_raw, cases_name, minimum=1) if cases_raw else None
     tol_text, tol_name = _setting(config, "backprop_tol")
@@ -206,7 +226,7 @@ def _indent(text: str, prefix: str) -> str:
 def failure_text(
     summary: FunctionSummary,
     records: Iterable[CheckResult],
-    seed: int,
+    seed: int | str,
     function_names: frozenset[str] = frozenset(),
     extra: Iterable[str] = (),
 ) -> str:
@@ -497,8 +517,8 @@ class BackpropFixture:
         self.defaults = defaults | (dict(marker.kwargs) if marker is not None else {})
 
     @property
-    def seed(self) -> int:
-        return int(self.defaults["seed"])
+    def seed(self) -> int | str:
+        return self.defaults["seed"]
 
     @property
     def cases(self) -> int | None:

@@ -308,7 +308,7 @@ def _stamp(rows: Sequence[CheckResult], target: Target, case: Case, started: flo
             case=case.index,
             case_label=case.label,
             dims=case.dims_text,
-            seed=case.seed,
+            seed=case.run_seed,
             seconds=r.seconds or elapsed / max(1, len(rows)),
         )
         for r in rows

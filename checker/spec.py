@@ -8,7 +8,7 @@ differentiable.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from checker.errors import SpecError
@@ -22,9 +22,11 @@ __all__ = [
     "labels",
     "mask",
     "normalize_dims",
+    "parse_seeds",
     "parse_shape",
     "positive",
     "probability",
+    "seed_text",
 ]
 
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -192,3 +194,59 @@ def normalize_dims(dims: Mapping[str, object] | None, known: Iterable[str]) -> d
 
 
 ConstraintFn = Callable[[Mapping[str, int]], bool]
+
+_SEED_USAGE = "a seed is a whole number >= 0; give one (0), a list (0,1,2), a range (0-9), or both (0,3-5)"
+#: More seeds than this in one run is almost surely a typo (0-1000000).
+MAX_SEEDS = 10_000
+
+
+def parse_seeds(value: object, name: str = "seed") -> tuple[int, ...]:
+    """``0`` -> ``(0,)``; ``"0,1,2"`` -> ``(0, 1, 2)``; ``"0-9"`` -> ``(0, ..., 9)``; ``[3, 5]`` -> ``(3, 5)``.
+
+    Duplicates are dropped, the order is kept. A bad value raises :class:`SpecError` naming ``name``.
+    """
+    if isinstance(value, bool):
+        raise SpecError(f"{name}={value!r}: {_SEED_USAGE}")
+    if isinstance(value, int):
+        parts: list[object] = [value]
+    elif isinstance(value, str):
+        parts = [p.strip().strip("'\"").strip() for p in value.strip().strip("[]()").split(",")]
+    elif isinstance(value, (list, tuple, range)):
+        parts = list(value)
+    else:
+        raise SpecError(f"{name}={value!r}: {_SEED_USAGE}")
+    seeds: list[int] = []
+    for part in parts:
+        if isinstance(part, bool):
+            raise SpecError(f"{name}={value!r}: {_SEED_USAGE}")
+        if isinstance(part, int):
+            found = [part]
+        elif isinstance(part, str) and re.fullmatch(r"\d+", part):
+            found = [int(part)]
+        elif isinstance(part, str) and re.fullmatch(r"\d+\s*-\s*\d+", part):
+            low, high = (int(x) for x in part.split("-"))
+            if high < low or high - low >= MAX_SEEDS:
+                raise SpecError(f"{name}={value!r}: the range {part!r} must go up, {MAX_SEEDS} seeds at most")
+            found = list(range(low, high + 1))
+        else:
+            raise SpecError(f"{name}={value!r}: {part!r} is not a seed; {_SEED_USAGE}")
+        if any(s < 0 for s in found):
+            raise SpecError(f"{name}={value!r}: {_SEED_USAGE}")
+        seeds.extend(found)
+    unique = tuple(dict.fromkeys(seeds))
+    if not unique or len(unique) > MAX_SEEDS:
+        raise SpecError(f"{name}={value!r}: {_SEED_USAGE}")
+    return unique
+
+
+def seed_text(seeds: int | Sequence[int]) -> str:
+    """``(0, 1, 2, 5)`` -> ``"0-2,5"``: the seeds as ``--seed`` takes them (runs of three or more as ranges)."""
+    values = [seeds] if isinstance(seeds, int) else list(seeds)
+    runs: list[list[int]] = []
+    for seed in values:
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    parts = [f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs]
+    return ",".join(parts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from checker.cases import format_dims, make_case
@@ -16,6 +16,7 @@ from checker.fuzz import plan_dims, shape_pattern, shrink_dims
 from checker.registry import REGISTRY, Target, Tolerances, collect, get_target, import_target_module
 from checker.results import CheckResult, FunctionSummary, Report
 from checker.runner import ORACLES, CheckOptions, check_case
+from checker.spec import parse_seeds
 
 __all__ = ["check", "check_target", "resolve_targets", "run"]
 
@@ -64,53 +65,70 @@ def _first_failure(rows: list[CheckResult]) -> CheckResult | None:
     return next((r for r in rows if r.failed), None)
 
 
+def seeds_of(seed: int | Sequence[int] | str) -> tuple[int, ...]:
+    """The run's seeds: one (``0``), several (``[0, 1, 2]``), or as ``--seed`` takes them (``"0-9"``)."""
+    return parse_seeds(seed)
+
+
 def check_target(
     target: Target,
     *,
-    seed: int = 0,
+    seed: int | Sequence[int] | str = 0,
     cases: int | None = None,
     options: CheckOptions | None = None,
     dims: Mapping[str, int] | None = None,
     shrink: bool = True,
     source: str = "",
 ) -> tuple[list[CheckResult], FunctionSummary]:
-    """Check one target over its planned cases; shrink the first failure.
+    """Check one target over its planned cases, for each seed in turn; shrink the first failure.
 
     ``dims`` pins some symbols (the others are fuzzed as usual); pinning all of them checks one case.
+    Several seeds plan and draw the cases once per seed; every record says its seed, the case numbers
+    run on across seeds, and the summary covers them all.
     """
+    seeds = seeds_of(seed)
     options = options or CheckOptions()
     started = time.perf_counter()
     planned = target if dims is None else _pinned(target, dims)
-    plan = plan_dims(planned, cases, seed)
-    if not plan:
+    plans = [(s, plan_dims(planned, cases, s)) for s in seeds]
+    if not plans[0][1]:
         raise RegistrationError(
             f"{target.name}: no dims satisfy dims= and constraint= (allowed sizes: "
             f"{', '.join(f'{k} in {list(v)}' for k, v in planned.dims.items())}); loosen them"
         )
     records: list[CheckResult] = []
     outcomes: list[tuple[dict[str, int], bool]] = []
-    for index, (label, case_dims) in enumerate(plan):
-        rows = check_case(target, make_case(target, case_dims, seed, index, label), options)
-        records.extend(rows)
-        outcomes.append((case_dims, any(r.failed for r in rows)))
+    failing_case: tuple[int, dict[str, int]] | None = None
+    for run_seed, plan in plans:
+        for label, case_dims in plan:
+            rows = check_case(target, make_case(target, case_dims, run_seed, len(outcomes), label), options)
+            records.extend(rows)
+            failed = any(r.failed for r in rows)
+            outcomes.append((case_dims, failed))
+            if failed and failing_case is None:
+                failing_case = (run_seed, case_dims)
     first = _first_failure(records)
     shrunk = ""
-    if first is not None and shrink and len(plan) > 1:
-        failing = next(d for d, f in outcomes if f)
+    shrunk_seed = None
+    if first is not None and failing_case is not None and shrink and len(outcomes) > 1:
+        run_seed, failing = failing_case
         key = (first.check, first.target)
+        index = len(outcomes)
 
         def still_fails(candidate: dict[str, int]) -> bool:
-            rows = check_case(target, make_case(target, candidate, seed, len(plan), "shrunk"), options)
+            rows = check_case(target, make_case(target, candidate, run_seed, index, "shrunk"), options)
             return any(r.failed and (r.check, r.target) == key for r in rows)
 
-        smallest = shrink_dims(planned, failing, still_fails, seed)
+        smallest = shrink_dims(planned, failing, still_fails, run_seed)
         if smallest != failing and format_dims(smallest) not in {format_dims(d) for d, _ in outcomes}:
-            rows = check_case(target, make_case(target, smallest, seed, len(plan), "shrunk"), options)
+            rows = check_case(target, make_case(target, smallest, run_seed, index, "shrunk"), options)
             records.extend(rows)
             outcomes.append((smallest, any(r.failed for r in rows)))
-        shrunk = format_dims(smallest)
+        shrunk, shrunk_seed = format_dims(smallest), run_seed
     records = narrow_scale_names(records)
-    summary = _summarise(target, records, outcomes, time.perf_counter() - started, shrunk, seed, source)
+    summary = _summarise(
+        target, records, outcomes, time.perf_counter() - started, (shrunk, shrunk_seed), source
+    )
     return records, summary
 
 
@@ -201,10 +219,10 @@ def _summarise(
     records: list[CheckResult],
     outcomes: list[tuple[dict[str, int], bool]],
     seconds: float,
-    shrunk: str,
-    seed: int,
+    shrunk_at: tuple[str, int | None],
     source: str,
 ) -> FunctionSummary:
+    shrunk, shrunk_seed = shrunk_at
     failed_rows = [r for r in records if r.failed]
     diagnoses, notes, first = _headline(failed_rows)
     pattern = shape_pattern(outcomes)
@@ -218,7 +236,9 @@ def _summarise(
     if first is not None:
         where = source or target.module or "MODULE"
         pinned = (shrunk or first.dims).replace(" ", "")
-        reproduce = f"backprop-check run {where} --only {target.name} --seed {seed} --dims {pinned}"
+        # With several seeds, the one the pinned dims fail at: the shrunk case's, else the row's shown.
+        failed_seed = first.seed if shrunk_seed is None else shrunk_seed
+        reproduce = f"backprop-check run {where} --only {target.name} --seed {failed_seed} --dims {pinned}"
     return FunctionSummary(
         function=target.name,
         status=status,
@@ -276,7 +296,7 @@ def resolve_targets(items: str | Target | Iterable[str | Target]) -> list[tuple[
 def check(
     name: str | Target,
     *,
-    seed: int = 0,
+    seed: int | Sequence[int] | str = 0,
     cases: int | None = None,
     mode: str = "auto",
     oracles: Iterable[str] | None = None,
@@ -287,6 +307,7 @@ def check(
 ) -> Report:
     """Check one registered function; returns a :class:`Report` (renders itself in a notebook).
 
+    ``seed``: one seed, or several (``[0, 1, 2]``, ``"0-9"``): the cases are planned and drawn for each.
     ``timeout``: seconds one case of user code may take before it is reported as a hang.
     """
     if not isinstance(name, (str, Target)):
@@ -309,7 +330,7 @@ def check(
 def run(
     targets: str | Target | Iterable[str | Target],
     *,
-    seed: int = 0,
+    seed: int | Sequence[int] | str = 0,
     cases: int | None = None,
     mode: str = "auto",
     oracles: Iterable[str] | None = None,
@@ -319,7 +340,11 @@ def run(
     shrink: bool = True,
     timeout: float | None = 60.0,
 ) -> Report:
-    """Check every function a module (or ``.py`` file, or list of names) registers."""
+    """Check every function a module (or ``.py`` file, or list of names) registers.
+
+    ``seed``: one seed, or several (``[0, 1, 2]``, ``"0-9"``); each record's ``seed`` says which it ran.
+    """
+    seeds = seeds_of(seed)
     _check_cases_argument(cases)
     _check_timeout_argument(timeout)
     options = _options(mode, oracles, tol, timeout)
@@ -334,12 +359,12 @@ def run(
     summaries: list[FunctionSummary] = []
     for target, source in resolved:
         rows, summary = check_target(
-            target, seed=seed, cases=cases, options=options, dims=dims, shrink=shrink, source=source
+            target, seed=seeds, cases=cases, options=options, dims=dims, shrink=shrink, source=source
         )
         records.extend(rows)
         summaries.append(summary)
     settings: dict[str, Any] = {
-        "seed": seed,
+        "seed": seeds[0] if len(seeds) == 1 else list(seeds),
         "cases": cases,
         "mode": mode,
         "targets": [str(t) for t in ([targets] if isinstance(targets, (str, Target)) else targets)],
