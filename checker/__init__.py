@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from checker.errors import BackpropCheckError, RegistrationError, SpecError, TargetNotFound
     from checker.registry import Target, Tolerances, get_target, register, variant
     from checker.results import COLUMNS, CheckResult, FunctionSummary, Report
-    from checker.spec import const, labels, mask, positive, probability
+    from checker.spec import choices, const, labels, mask, positive, probability
     from checker.suite import check, run
 
 __version__ = "0.1.0"
@@ -29,7 +29,7 @@ _SOURCES = {
     "checker.errors": ("BackpropCheckError", "RegistrationError", "SpecError", "TargetNotFound"),
     "checker.registry": ("Target", "Tolerances", "get_target", "register", "variant"),
     "checker.results": ("COLUMNS", "CheckResult", "FunctionSummary", "Report"),
-    "checker.spec": ("const", "labels", "mask", "positive", "probability"),
+    "checker.spec": ("choices", "const", "labels", "mask", "positive", "probability"),
     "checker.suite": ("check", "run"),
 }
 _WHERE = {name: module for module, names in _SOURCES.items() for name in names}
@@ -49,6 +49,7 @@ __all__ = [
     "Tolerance",
     "Tolerances",
     "check",
+    "choices",
     "const",
     "get_target",
     "labels",

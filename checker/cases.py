@@ -153,8 +153,14 @@ def check_case_memory(target: Target, dims: Mapping[str, int], available: int | 
 def make_case(
     target: Target, dims: Mapping[str, int], seed: int, index: int = 0, label: str = "fuzz"
 ) -> Case:
-    """Draw every input of ``target`` for ``dims`` (refused first when they would not fit in memory)."""
-    dims = {k: int(dims[k]) for k in target.dims}
+    """Draw every input of ``target`` for ``dims`` (refused first when they would not fit in memory).
+
+    A hyper-parameter with choices takes its value from ``dims`` too (``{"N": 2, "pad": 0}``), the
+    first allowed one when ``dims`` does not say.
+    """
+    picked = {k: dims[k] for k in target.choices if k in dims}
+    sizes = {k: int(dims[k]) for k in target.dims}
+    dims = target.complete(sizes | picked) if target.choices else sizes
     check_case_memory(target, dims)
     per_case = case_seed(seed, target.name, dims)
     rng = np.random.default_rng(per_case)

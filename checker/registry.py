@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import itertools
 import pkgutil
 import sys
 import traceback
@@ -25,7 +26,7 @@ from checker.compare import EXACT, FINITE_DIFFERENCE, Tolerance
 from checker.errors import BackpropCheckError, RegistrationError, SpecError, TargetNotFound
 from checker.execution.user_code import describe_exception
 from checker.signatures import check_arities, describe_value, require_callable
-from checker.spec import InputSpec, as_input_spec, normalize_dims
+from checker.spec import InputSpec, as_input_spec, hyper_choices, normalize_dims, with_choices
 
 __all__ = [
     "REGISTRY",
@@ -34,6 +35,7 @@ __all__ = [
     "collect",
     "get_target",
     "import_target_module",
+    "pin_choices",
     "register",
     "variant",
 ]
@@ -90,6 +92,9 @@ class Target:
     outputs: int = 1
     torch_forward: Callable[..., Any] | None = None
     tol: Tolerances = field(default_factory=Tolerances)
+    #: hyper-parameters with values to try (``hyper={"pad": bc.choices(0, 1, 2)}``), by name: each case
+    #: gets one value, carried in its dims (``N=2, pad=0``) but not a size
+    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     @property
     def differentiable(self) -> list[str]:
@@ -105,12 +110,13 @@ class Target:
         """Checked as a layer: ``L = sum(out * dout)`` over its outputs, a backward given the douts."""
         return self.style in ("layer", "object")
 
-    def hyper_for(self, dims: Mapping[str, int]) -> dict[str, Any]:
-        """The keyword arguments for one case (``hyper`` may be a callable of the dims)."""
+    def hyper_for(self, dims: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments for one case (``hyper`` may be a callable of the dims); a hyper-parameter
+        with choices takes the case's value (``dims["pad"]``)."""
         if self.hyper is None:
             return {}
         if not callable(self.hyper):
-            return dict(self.hyper)
+            return with_choices(self.hyper, dims) if self.choices else dict(self.hyper)
         try:
             value = self.hyper(dict(dims))
         except Exception as err:
@@ -123,15 +129,34 @@ class Target:
             )
         return dict(value)
 
-    def allows(self, dims: Mapping[str, int]) -> bool:
+    def allows(self, dims: Mapping[str, Any]) -> bool:
         """Whether ``dims`` is within the ``dims=`` limits and satisfies ``constraint=``.
 
-        A constraint that raises is a registration mistake, reported as such.
+        Hyper-parameters with choices are part of the dims the constraint sees; when ``dims`` leaves
+        some out, any of their values will do. A constraint that raises is a registration mistake,
+        reported as such.
         """
         if any(dims.get(s) not in allowed for s, allowed in self.dims.items()):
             return False
+        if any(name in dims and dims[name] not in values for name, values in self.choices.items()):
+            return False
         if self.constraint is None:
             return True
+        return any(self._holds(complete) for complete in self.with_every_choice(dims))
+
+    def with_every_choice(self, dims: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``dims`` with each combination of the values of the choices it leaves out."""
+        missing = [name for name in self.choices if name not in dims]
+        combos = itertools.product(*(self.choices[name] for name in missing))
+        return [dict(dims) | dict(zip(missing, combo, strict=True)) for combo in combos]
+
+    def complete(self, dims: Mapping[str, Any]) -> dict[str, Any]:
+        """``dims`` with a value for every choice it leaves out: the first combination allowed."""
+        every = self.with_every_choice(dims)
+        return next((d for d in every if self.constraint is None or self._holds(d)), every[0])
+
+    def _holds(self, dims: Mapping[str, Any]) -> bool:
+        assert self.constraint is not None
         try:
             return bool(self.constraint(dict(dims)))
         except Exception as err:
@@ -240,6 +265,7 @@ def register(
         raise RegistrationError(
             f"register({name!r}): hyper= must be a dict of keyword arguments or a callable(dims)"
         )
+    tried = _choices_of(name, hyper, allowed)
     for arg, value in (("constraint", constraint), ("torch_forward", torch_forward)):
         if value is not None:
             require_callable(value, arg, name)
@@ -273,10 +299,41 @@ def register(
         outputs=outputs,
         torch_forward=torch_forward,
         tol=Tolerances.coerce(tol),
+        choices=tried,
         **{k: v for k, v in given.items() if v is not None},
     )
     REGISTRY[(module, name)] = target
     return target
+
+
+def _choices_of(name: str, hyper: object, symbols: Mapping[str, object]) -> dict[str, tuple[Any, ...]]:
+    """The hyper-parameters ``hyper=`` gives values to try, refused when one is called like a size."""
+    if not isinstance(hyper, Mapping):
+        return {}
+    try:
+        found = hyper_choices(hyper)
+    except SpecError as err:
+        raise RegistrationError(f"register({name!r}): {err}") from None
+    clash = sorted(set(found) & set(symbols))
+    if clash:
+        raise RegistrationError(
+            f"register({name!r}): hyper= gives choices for {clash[0]!r}, which is also a dimension symbol; "
+            "rename the hyper-parameter or vary the symbol with dims="
+        )
+    return found
+
+
+def pin_choices(target: Target, picked: Mapping[str, Any]) -> Target:
+    """``target`` with some choices fixed to one value (``--dims pad=0``); a value not among them raises."""
+    choices = dict(target.choices)
+    for name, value in picked.items():
+        match = [v for v in choices[name] if v == value or str(v) == str(value)]
+        if not match:
+            raise RegistrationError(
+                f"{target.name}: {name}={value!r} is not one of its choices {list(choices[name])}"
+            )
+        choices[name] = (match[0],)
+    return dataclasses.replace(target, choices=choices)
 
 
 def variant(target: Target, replaces: Mapping[str, Callable[..., Any]]) -> Target:

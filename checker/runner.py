@@ -256,7 +256,7 @@ def _context(
         name=name,
         param_shape=tuple(int(s) for s in shape),
         symbols=spec.shape if spec is not None else (),
-        dims=dict(case.dims),
+        dims={k: v for k, v in case.dims.items() if k in target.dims},  # sizes, not hyper-parameter choices
         output_shapes=tuple(o.shape for o in outputs),
         inputs={k: np.asarray(v) for k, v in case.arrays.items()}
         | {k: np.asarray(v) for k, v in run.param_values.items()},

@@ -10,15 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from checker.errors import SpecError
 
 __all__ = [
     "DEFAULT_SIZES",
     "KINDS",
+    "Choices",
     "InputSpec",
     "as_input_spec",
+    "choices",
     "const",
+    "hyper_choices",
     "labels",
     "mask",
     "normalize_dims",
@@ -27,6 +31,7 @@ __all__ = [
     "positive",
     "probability",
     "seed_text",
+    "with_choices",
 ]
 
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -194,6 +199,73 @@ def normalize_dims(dims: Mapping[str, object] | None, known: Iterable[str]) -> d
 
 
 ConstraintFn = Callable[[Mapping[str, int]], bool]
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Values to try for one hyper-parameter: ``hyper={"pad": bc.choices(0, 1, 2)}``.
+
+    A marker rather than a plain tuple, because a tuple is a fixed value people pass today
+    (``stride=(1, 2)``, ``kernel_size=(3, 3)``): only what is marked is varied. Each case gets one
+    of the values, every value comes up in turn, and the shape summary can say
+    ``fails exactly when pad = 0``.
+    """
+
+    values: tuple[Any, ...]
+
+    def __repr__(self) -> str:
+        return f"choices({', '.join(map(repr, self.values))})"
+
+
+def choices(*values: Any) -> Choices:
+    """Values to try for a hyper-parameter, one per case in turn: ``bc.choices(0, 1, 2)``."""
+    if not values:
+        raise SpecError("choices() needs at least one value, e.g. bc.choices(0, 1, 2)")
+    unique: list[Any] = []
+    for value in values:
+        if isinstance(value, Choices):
+            raise SpecError(f"choices({value!r}) is nested; give the values themselves: bc.choices(0, 1, 2)")
+        if not any(value is u or _same(value, u) for u in unique):
+            unique.append(value)
+    return Choices(tuple(unique))
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(type(a) is type(b) and a == b)
+    except Exception:  # arrays compare element-wise: two of them are never merged
+        return False
+
+
+def hyper_choices(hyper: Mapping[str, Any], where: str = "hyper") -> dict[str, tuple[Any, ...]]:
+    """The :class:`Choices` in ``hyper`` (nested dicts too), by the key that holds each:
+    ``{"conv_param": {"pad": choices(0, 1)}}`` -> ``{"pad": (0, 1)}``. Two with one name are refused."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for key, value in hyper.items():
+        if isinstance(value, Choices):
+            if key in found:
+                raise SpecError(f"{where}: two hyper-parameters called {key!r} have choices; rename one")
+            found[str(key)] = value.values
+        elif isinstance(value, Mapping):
+            for name, values in hyper_choices(value, f"{where}[{key!r}]").items():
+                if name in found:
+                    raise SpecError(f"{where}: two hyper-parameters called {name!r} have choices; rename one")
+                found[name] = values
+    return found
+
+
+def with_choices(hyper: Mapping[str, Any], picked: Mapping[str, Any]) -> dict[str, Any]:
+    """``hyper`` with each :class:`Choices` replaced by the value ``picked`` for its name (else its first)."""
+    out: dict[str, Any] = {}
+    for key, value in hyper.items():
+        if isinstance(value, Choices):
+            out[key] = picked.get(key, value.values[0])
+        elif isinstance(value, Mapping) and hyper_choices(value):
+            out[key] = with_choices(value, picked)
+        else:
+            out[key] = value
+    return out
+
 
 _SEED_USAGE = "a seed is a whole number >= 0; give one (0), a list (0,1,2), a range (0-9), or both (0,3-5)"
 #: More seeds than this in one run is almost surely a typo (0-1000000).

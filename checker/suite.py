@@ -5,15 +5,23 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from checker.cases import format_dims, make_case
 from checker.checks import gradient_name
 from checker.diagnose import scaled_message
 from checker.errors import RegistrationError, TargetNotFound
-from checker.fuzz import plan_dims, shape_pattern, shrink_dims
-from checker.registry import REGISTRY, Target, Tolerances, collect, get_target, import_target_module
+from checker.fuzz import EVERY_SHAPE, TOO_SMALL, plan_dims, shape_pattern, shrink_dims
+from checker.registry import (
+    REGISTRY,
+    Target,
+    Tolerances,
+    collect,
+    get_target,
+    import_target_module,
+    pin_choices,
+)
 from checker.results import CheckResult, FunctionSummary, Report
 from checker.runner import ORACLES, CheckOptions, check_case
 from checker.spec import parse_seeds
@@ -32,19 +40,22 @@ def _options(
     )
 
 
-def _pinned(target: Target, dims: Mapping[str, int]) -> Target:
-    """``target`` with some symbols fixed (``--dims N=1``); unknown symbols and bad sizes are usage errors."""
+def _pinned(target: Target, dims: Mapping[str, Any]) -> Target:
+    """``target`` with some symbols fixed (``--dims N=1``), or some hyper-parameter choices (``pad=0``);
+    unknown names and bad sizes are usage errors."""
     if not isinstance(dims, Mapping):
         raise RegistrationError(f"dims={dims!r} must be a dict like {{'N': 1, 'D': 3}}")
-    unknown = sorted(set(dims) - set(target.dims))
+    unknown = sorted(set(dims) - set(target.dims) - set(target.choices))
     if unknown:
-        raise RegistrationError(
-            f"{target.name}: dims {unknown} are not symbols of it (symbols: {', '.join(target.dims)})"
-        )
-    bad = {k: v for k, v in dims.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
+        known = ", ".join([*target.dims, *target.choices])
+        raise RegistrationError(f"{target.name}: dims {unknown} are not symbols of it (symbols: {known})")
+    sizes = {k: v for k, v in dims.items() if k in target.dims}
+    bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
     if bad:
         raise RegistrationError(f"{target.name}: dims {bad} must be whole numbers >= 1")
-    return dataclasses.replace(target, dims={**target.dims, **{k: (int(v),) for k, v in dims.items()}})
+    pinned = dataclasses.replace(target, dims={**target.dims, **{k: (int(v),) for k, v in sizes.items()}})
+    picked = {k: v for k, v in dims.items() if k in target.choices}
+    return pin_choices(pinned, picked) if picked else pinned
 
 
 def _check_cases_argument(cases: object) -> None:
@@ -97,8 +108,8 @@ def check_target(
             f"{', '.join(f'{k} in {list(v)}' for k, v in planned.dims.items())}); loosen them"
         )
     records: list[CheckResult] = []
-    outcomes: list[tuple[dict[str, int], bool]] = []
-    failing_case: tuple[int, dict[str, int]] | None = None
+    outcomes: list[tuple[dict[str, Any], bool]] = []
+    failing_case: tuple[int, dict[str, Any]] | None = None
     for run_seed, plan in plans:
         for label, case_dims in plan:
             rows = check_case(target, make_case(target, case_dims, run_seed, len(outcomes), label), options)
@@ -178,22 +189,25 @@ def _values(found: Mapping[str, Any], names: list[str]) -> str:
     return " (" + ", ".join(f"{s}={dims[s]}" for s in used) + ")" if used else ""
 
 
-def _degenerate(dims_text: str) -> list[str]:
+def _degenerate(dims_text: str, choices: Collection[str] = ()) -> list[str]:
     """The symbols of size 1 in a case's dims (``"N=1, D=3"`` -> ``["N"]``): there some terms of a
-    gradient vanish (one class, one sample), so a code can be true of the case and not of the function."""
+    gradient vanish (one class, one sample), so a code can be true of the case and not of the function.
+    ``choices``: hyper-parameters in the dims (``pad=1``), which are not sizes."""
     sizes = [part.split("=") for part in dims_text.split(", ") if "=" in part]
-    return [name for name, size in sizes if size.strip() == "1"]
+    return [name for name, size in sizes if size.strip() == "1" and name not in choices]
 
 
-def _headline(failed_rows: list[CheckResult]) -> tuple[Counter[str], str, CheckResult | None]:
+def _headline(
+    failed_rows: list[CheckResult], choices: Collection[str] = ()
+) -> tuple[Counter[str], str, CheckResult | None]:
     """(the codes that explain the informative failing rows, a note on the rest, the row to show first).
 
     A case where a symbol has size 1 is degenerate: a code found only there is not the function's
     headline, it is told as what it is ("at C=1 only: scaled"). When the function fails only at such
     cases, their codes are all the evidence there is and stay the headline.
     """
-    informative = [r for r in failed_rows if not _degenerate(r.dims)]
-    degenerate = [r for r in failed_rows if _degenerate(r.dims)]
+    informative = [r for r in failed_rows if not _degenerate(r.dims, choices)]
+    degenerate = [r for r in failed_rows if _degenerate(r.dims, choices)]
     if not informative:
         codes = Counter(r.diagnosis for r in degenerate if r.diagnosis)
         return codes, "", (degenerate[0] if degenerate else None)
@@ -205,7 +219,7 @@ def _headline(failed_rows: list[CheckResult]) -> tuple[Counter[str], str, CheckR
     only_there: dict[str, set[str]] = {}
     for r in degenerate:
         if r.diagnosis and r.diagnosis not in codes:
-            only_there.setdefault(r.diagnosis, set()).update(f"{s}=1" for s in _degenerate(r.dims))
+            only_there.setdefault(r.diagnosis, set()).update(f"{s}=1" for s in _degenerate(r.dims, choices))
     for code, where in only_there.items():
         notes.append(
             f"{code} at {' or '.join(sorted(where))} only, where a size-1 dimension can make a term of the "
@@ -217,16 +231,16 @@ def _headline(failed_rows: list[CheckResult]) -> tuple[Counter[str], str, CheckR
 def _summarise(
     target: Target,
     records: list[CheckResult],
-    outcomes: list[tuple[dict[str, int], bool]],
+    outcomes: list[tuple[dict[str, Any], bool]],
     seconds: float,
     shrunk_at: tuple[str, int | None],
     source: str,
 ) -> FunctionSummary:
     shrunk, shrunk_seed = shrunk_at
     failed_rows = [r for r in records if r.failed]
-    diagnoses, notes, first = _headline(failed_rows)
-    pattern = shape_pattern(outcomes)
-    if pattern and pattern != "fails at every shape":
+    diagnoses, notes, first = _headline(failed_rows, target.choices)
+    pattern = shape_pattern(outcomes, target.choices)
+    if pattern and pattern != EVERY_SHAPE and not pattern.endswith(TOO_SMALL):
         diagnoses["shape_dependent"] += 1
     errs = [r.max_abs_err for r in records if r.max_abs_err == r.max_abs_err]
     status = (
