@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from checker.registry import Target, Tolerances, get_target, register, variant
     from checker.results import COLUMNS, CheckResult, FunctionSummary, Report
     from checker.spec import choices, const, labels, mask, positive, probability
+    from checker.styles import over_time
     from checker.suite import check, run
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ _SOURCES = {
     "checker.registry": ("Target", "Tolerances", "get_target", "register", "variant"),
     "checker.results": ("COLUMNS", "CheckResult", "FunctionSummary", "Report"),
     "checker.spec": ("choices", "const", "labels", "mask", "positive", "probability"),
+    "checker.styles": ("over_time",),
     "checker.suite": ("check", "run"),
 }
 _WHERE = {name: module for module, names in _SOURCES.items() for name in names}
@@ -54,6 +56,7 @@ __all__ = [
     "get_target",
     "labels",
     "mask",
+    "over_time",
     "positive",
     "probability",
     "register",

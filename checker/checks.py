@@ -166,6 +166,17 @@ def check_gradient(
 
 def check_unchanged(evidence: MutationEvidence) -> CheckResult:
     """Arrays passed to user code are unchanged after it returns (no writes into inputs, dout or cache)."""
+    owned = [name.removeprefix("layer.") for name in evidence.changed if name.startswith("layer.")]
+    if owned:  # a layer object's own parameters, changed by its backward
+        return CheckResult(
+            "mutation",
+            evidence.where,
+            "fail",
+            f"{evidence.by} changed the layer's {', '.join(owned)}: an optimizer step inside backward? Let the "
+            "layer's factory take optimizer= (layer=lambda d, optimizer: ...) and pass it on: the harness "
+            "lends one that keeps the gradients and changes nothing",
+            diagnosis="mutates_input",
+        )
     if evidence.changed:
         listed = ", ".join(evidence.changed)
         return CheckResult(

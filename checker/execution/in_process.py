@@ -26,8 +26,10 @@ from checker.execution.calls import (
     scalar_objective,
 )
 from checker.execution.fingerprints import changed_names, fingerprint
+from checker.execution.objects import LayerSession
 from checker.execution.randomness import differing, same_draws, seeded, unrepeatable
 from checker.execution.record import Execution, MutationEvidence
+from checker.execution.recurrent import Unrolled
 from checker.execution.user_code import USER_ERRORS, UserError, describe_exception
 from checker.registry import Target
 
@@ -37,7 +39,8 @@ __all__ = ["run"]
 def run(target: Target, case: Case, rng: np.random.Generator) -> Execution:
     """Run ``target``'s user code on ``case`` (``rng`` draws douts and model parameters)."""
     if target.takes_dout:
-        return _run_layer(target, case, rng)
+        forward, backward, session = layer_calls(target, case)
+        return _run_layer(target, case, rng, forward, backward, session)
     if target.style == "loss":
         return _run_loss(target, case)
     return _run_model(target, case, rng)
@@ -72,19 +75,47 @@ def _outputs_as_arrays(outs: Sequence[Any], where: str) -> tuple[np.ndarray, ...
     return tuple(arrays)
 
 
+def layer_calls(
+    target: Target, case: Case
+) -> tuple[Callable[..., Any], Callable[..., Any], LayerSession | None]:
+    """The forward and backward a layer-like target is run with, in its style: its own functions, a
+    layer object's methods (:mod:`.objects`, one object per case), or either unrolled over time
+    (:mod:`.recurrent`); and the layer object, when there is one."""
+
+    def new_session() -> LayerSession:
+        assert target.layer is not None
+        return LayerSession(
+            target.layer,
+            case.dims,
+            list(target.inputs),
+            target.params,
+            target.differentiable,
+            target.methods,
+            target.outputs if target.unroll is None else 1,
+        )
+
+    if target.unroll is not None:
+        unrolled = Unrolled(target, new_session if target.style == "object" else None)
+        return unrolled.forward, unrolled.backward, None
+    if target.style == "object":
+        session = new_session()
+        return session.forward, session.backward, session
+    assert target.forward is not None and target.backward is not None
+    return target.forward, target.backward, None
+
+
 def _run_layer(
     target: Target,
     case: Case,
     rng: np.random.Generator,
-    forward: Callable[..., Any] | None = None,
-    backward: Callable[..., Any] | None = None,
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    session: LayerSession | None = None,
 ) -> Execution:
-    """A layer's case: ``forward``/``backward`` default to the target's (a layer object's or an unrolled
-    cell's are passed in). Every forward call draws the same random numbers (:mod:`.randomness`)."""
+    """A layer's case, run with ``forward``/``backward`` (:func:`layer_calls`). Every forward call draws
+    the same random numbers (:mod:`.randomness`)."""
     given = {*target.inputs, *case.hyper}
-    forward = seeded(forward or target.forward, case.seed, given)  # type: ignore[arg-type]
-    backward = backward or target.backward
-    assert backward is not None
+    forward = seeded(forward, case.seed, given)
     forward_name = getattr(forward, "__name__", "forward")
     backward_name = getattr(backward, "__name__", "backward")
     # A first call to compare with: a forward still random after the reset is no function to judge.
@@ -112,13 +143,18 @@ def _run_layer(
         raise UserError(f"{backward_name} raised {describe_exception(err)}", backward_name) from err
     # Kept as returned: a second call may add into the very arrays the first one returned.
     raw = detached(raw)
-    names = dout_names(backward, len(douts))
+    # The upstream gradients as the user's backward names them: a layer object's method's, a step's.
+    user_backward = (
+        getattr(session.layer, target.methods[1], None) if session is not None else target.backward
+    )
+    names = dout_names(user_backward, len(douts))
     before = dict(zip(names, douts, strict=True))
     after = dict(zip(names, dout_copies, strict=True))
     cache_after = _flatten_arrays(cache)
-    mutations.append(
-        MutationEvidence("backward", backward_name, changed_names(before | cache_before, after | cache_after))
-    )
+    changed = changed_names(before | cache_before, after | cache_after)
+    if session is not None:
+        changed += session.changed_by_backward
+    mutations.append(MutationEvidence("backward", backward_name, changed))
     del after, cache_after, dout_copies  # not held through the second backward's peak
     try:
         raw_again = backward(*[d.copy() for d in douts], cache)
