@@ -28,7 +28,7 @@ from checker.execution.record import Execution
 from checker.execution.user_code import UserError, UserTimeout, time_limit
 from checker.judging import exact as exact_oracles
 from checker.judging import finite_differences as fd
-from checker.judging import over_time
+from checker.judging import forward_lint, over_time
 from checker.oracles import finite_diff
 from checker.registry import Target, Tolerances
 from checker.results import CheckResult
@@ -167,6 +167,11 @@ def judge_case(
         rows.extend(own)
     if target.unroll is not None and any(r.failed for r in rows):
         rows.extend(over_time.step_rows(target, rows, for_precision(tol.fd, run.eps)))
+    if run.broadcasts:
+        label = "forward" if target.takes_dout else "loss"
+        rows = forward_lint.lint_rows(run.broadcasts, label) + forward_lint.not_the_backward(
+            rows, run.broadcasts
+        )
     return _at_precision(_stamp(rows, target, case, started), run.eps)
 
 

@@ -197,6 +197,9 @@ def _degenerate(dims_text: str, choices: Collection[str] = ()) -> list[str]:
     return [name for name, size in sizes if size.strip() == "1" and name not in choices]
 
 
+_NO_DIAGNOSIS = "no diagnosis explains the failures at informative shapes (every size >= 2)"
+
+
 def _headline(
     failed_rows: list[CheckResult], choices: Collection[str] = ()
 ) -> tuple[Counter[str], str, CheckResult | None]:
@@ -215,7 +218,7 @@ def _headline(
     first = next((r for r in informative if r.diagnosis), informative[0])
     notes = []
     if not codes:
-        notes.append("no diagnosis explains the failures at informative shapes (every size >= 2)")
+        notes.append(_NO_DIAGNOSIS)
     only_there: dict[str, set[str]] = {}
     for r in degenerate:
         if r.diagnosis and r.diagnosis not in codes:
@@ -239,6 +242,12 @@ def _summarise(
     shrunk, shrunk_seed = shrunk_at
     failed_rows = [r for r in records if r.failed]
     diagnoses, notes, first = _headline(failed_rows, target.choices)
+    warned = Counter(r.diagnosis for r in records if r.status == "warn" and r.diagnosis)
+    if warned:  # a warning names a cause: the forward lint's
+        diagnoses.update(warned)
+        notes = notes.replace(
+            _NO_DIAGNOSIS, f"{_NO_DIAGNOSIS}: the forward_lint rows say why (a mistake of the forward)"
+        )
     pattern = shape_pattern(outcomes, target.choices)
     if pattern and pattern != EVERY_SHAPE and not pattern.endswith(TOO_SMALL):
         diagnoses["shape_dependent"] += 1

@@ -75,6 +75,8 @@ class Execution:
     #: a forward that gave two different results for the same inputs (its random draws escape the
     #: harness's reset): the message; then ``objective`` is None, nothing can be judged against it
     unrepeatable: str = ""
+    #: the forward lint's findings (:class:`checker.oracles.broadcast_lint.Broadcast`), from the autograd trace
+    broadcasts: tuple[Any, ...] = ()
 
     @property
     def second_call_failed(self) -> UserError | None:

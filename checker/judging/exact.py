@@ -82,6 +82,7 @@ def in_process_answers(
         )
         run.eps = max(run.eps, auto.eps)
         run.shadow = auto.shadow
+        run.broadcasts = auto.broadcasts
         if auto.skipped:
             rows.append(CheckResult("grad_autograd", "", "skip", auto.skipped, oracle="torch_numpy"))
         else:
