@@ -69,12 +69,12 @@ def parse_shape(shape: str | Iterable[Dim]) -> tuple[Dim, ...]:
             if size < 1:
                 raise SpecError(f"shape {shape!r}: fixed size {size} must be >= 1")
             dims.append(size)
-        elif isinstance(part, str) and (_SYMBOL.match(part) or _MULTIPLE.match(part)):
-            dims.append(part.replace("*", ""))
+        elif isinstance(part, str) and _is_sum(part):
+            dims.append(part.replace("*", "").replace(" ", ""))
         else:
             raise SpecError(
-                f"shape {shape!r}: {part!r} is not a dimension; use symbols like N, D, integers, or a "
-                "multiple like 4H, separated by commas ('N,D', 'N,3,H,W', 'D,4H')"
+                f"shape {shape!r}: {part!r} is not a dimension; use symbols like N, D, integers, a "
+                "multiple like 4H or a sum like D+H, separated by commas ('N,D', 'N,3,H,W', 'D,4H', 'D+H,H')"
             )
     return tuple(dims)
 
@@ -100,7 +100,7 @@ class InputSpec:
     @property
     def symbols(self) -> tuple[str, ...]:
         """Symbols in order of appearance (``classes`` last)."""
-        found = [_symbol_of(d) for d in self.shape if isinstance(d, str)]
+        found = [sym for d in self.shape if isinstance(d, str) for sym in _symbols_of(d)]
         if isinstance(self.classes, str):
             found.append(self.classes)
         return tuple(dict.fromkeys(found))
@@ -117,14 +117,38 @@ class InputSpec:
         return f"{self.kind}({text}{extra})"
 
 
-def _symbol_of(dim: str) -> str:
-    multiple = _MULTIPLE.match(dim)
-    return multiple.group(2) if multiple else dim
+def _is_sum(dim: str) -> bool:
+    """``"N"``, ``"4H"``, ``"D+H"``, ``"D+4H+1"``: symbols, multiples of one and integers, added."""
+    terms = [t.strip() for t in dim.split("+")]
+    if not any(_SYMBOL.match(t) or _MULTIPLE.match(t) for t in terms):
+        return False
+    return all(_SYMBOL.match(t) or _MULTIPLE.match(t) or (t.isdigit() and int(t) > 0) for t in terms)
+
+
+def _symbols_of(dim: str) -> list[str]:
+    found = []
+    for term in dim.split("+"):
+        multiple = _MULTIPLE.match(term)
+        if multiple:
+            found.append(multiple.group(2))
+        elif not term.isdigit():
+            found.append(term)
+    return found
 
 
 def _size_of(dim: str, dims: Mapping[str, int]) -> int:
-    multiple = _MULTIPLE.match(dim)
-    return int(multiple.group(1)) * dims[multiple.group(2)] if multiple else dims[dim]
+    """``"D+4H"`` with ``D=3, H=2`` -> 11."""
+    size = 0
+    for term in dim.split("+"):
+        multiple = _MULTIPLE.match(term)
+        size += (
+            int(term)
+            if term.isdigit()
+            else int(multiple.group(1)) * dims[multiple.group(2)]
+            if multiple
+            else dims[term]
+        )
+    return size
 
 
 def labels(shape: str | Iterable[Dim], classes: Dim) -> InputSpec:

@@ -113,3 +113,19 @@ def test_a_forward_returning_too_few_values_is_told_the_outputs_by_their_names()
     )
     bad = failing(bc.check("lstm_no_cache", cases=1, shrink=False))
     assert "expected a tuple (next_h, next_c, cache)" in bad.message.iloc[0]
+
+
+def test_an_unusable_output_is_named_after_its_gradient_in_the_backward():
+    def lstm_forward_loses_next_c(*args):
+        next_h, _, cache = lstm_step_forward(*args)
+        return next_h, None, cache
+
+    bc.register(
+        "lstm_none_c",
+        forward=lstm_forward_loses_next_c,
+        backward=lstm_step_backward,
+        inputs=LSTM_INPUTS,
+        outputs=2,
+    )
+    errors = failing(bc.check("lstm_none_c", cases=1, shrink=False))
+    assert "lstm_forward_loses_next_c returned next_c that is a None" in errors.message.iloc[0]

@@ -211,3 +211,47 @@ def test_a_cell_object_has_no_state_inputs():
             params={"Wx": "D,H", "Wh": "H,H", "b": "H"},
             unroll=bc.over_time("T", sequence="x", state="h0"),
         )
+
+
+class ConcatCell:
+    """A tanh cell with one weight over the concatenated input and state: W (D + H, H)."""
+
+    def __init__(self, d, h):
+        self.W, self.b, self.hidden, self.seen = np.random.randn(d + h, h) * 0.1, np.zeros(h), h, []
+
+    def forward(self, x):
+        h_prev = self.seen[-1][1] if self.seen else np.zeros((x.shape[0], self.hidden))
+        z = np.concatenate([x, h_prev], axis=1)
+        h = np.tanh(z @ self.W + self.b)
+        self.seen.append((z, h))
+        self.dh_next = None
+        return h
+
+    def backward(self, dh):
+        z, h = self.seen.pop()
+        if self.dh_next is not None:
+            dh = dh + self.dh_next
+        da = dh * (1 - h**2)
+        self.dW = (self.dW if hasattr(self, "dW") else 0) + z.T @ da
+        self.db = (self.db if hasattr(self, "db") else 0) + da.sum(axis=0)
+        dz = da @ self.W.T
+        d = z.shape[1] - self.hidden
+        self.dh_next = dz[:, d:]
+        return dz[:, :d]
+
+
+def test_a_weight_over_the_concatenated_input_and_state_is_a_sum_spec():
+    bc.register(
+        "concat_cell",
+        layer=lambda d: ConcatCell(d["D"], d["H"]),
+        inputs={"x": "N,D"},
+        params={"W": "D+H,H", "b": "H"},
+        dims={"T": range(1, 4)},
+        unroll=bc.over_time("T", sequence="x"),
+    )
+    report = bc.check("concat_cell", cases=4)
+    assert report.passed
+    sizes = report.frame[(report.frame.check == "shape") & (report.frame.target == "W")]
+    for dims, shape in zip(sizes.dims, sizes.expected_shape, strict=True):
+        values = dict(part.split("=") for part in dims.split(", "))
+        assert shape == str((int(values["D"]) + int(values["H"]), int(values["H"])))

@@ -64,12 +64,14 @@ def _flatten_arrays(
     return out
 
 
-def _outputs_as_arrays(outs: Sequence[Any], where: str) -> tuple[np.ndarray, ...]:
+def _outputs_as_arrays(outs: Sequence[Any], where: str, names: Sequence[str]) -> tuple[np.ndarray, ...]:
+    """The outputs as float arrays; ``names``: the backward's names of their gradients (``dnext_c``)."""
     arrays = []
     for i, out in enumerate(outs):
         array, problem = as_gradient_array(out)
         if array is None:
-            label = "out" if len(outs) == 1 else f"output {i + 1}"
+            name = names[i] if i < len(names) else f"output {i + 1}"
+            label = name[1:] if name.startswith("d") and len(name) > 1 else name
             raise UserError(f"{where} returned {label} that {problem}", where)
         arrays.append(array)
     return tuple(arrays)
@@ -128,7 +130,12 @@ def _run_layer(
     del repeat
     mutations = [MutationEvidence("forward", forward_name, changed_names(case.arrays, inputs))]
     del inputs  # the cache keeps what the backward needs
-    outs = _outputs_as_arrays(outs_raw, forward_name)
+    # The upstream gradients as the user's backward names them: a layer object's method's, a step's.
+    user_backward = (
+        getattr(session.layer, target.methods[1], None) if session is not None else target.backward
+    )
+    names = dout_names(user_backward, len(outs_raw))
+    outs = _outputs_as_arrays(outs_raw, forward_name, names)
     douts = tuple(rng.standard_normal(o.shape) for o in outs)
     try:
         cache_before = {k: fingerprint(v) for k, v in _flatten_arrays(cache).items()}
@@ -143,11 +150,6 @@ def _run_layer(
         raise UserError(f"{backward_name} raised {describe_exception(err)}", backward_name) from err
     # Kept as returned: a second call may add into the very arrays the first one returned.
     raw = detached(raw)
-    # The upstream gradients as the user's backward names them: a layer object's method's, a step's.
-    user_backward = (
-        getattr(session.layer, target.methods[1], None) if session is not None else target.backward
-    )
-    names = dout_names(user_backward, len(douts))
     before = dict(zip(names, douts, strict=True))
     after = dict(zip(names, dout_copies, strict=True))
     cache_after = _flatten_arrays(cache)
