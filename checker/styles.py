@@ -163,6 +163,10 @@ def unrolled_inputs(
         raise RegistrationError(
             f"register({name!r}): over_time names {unknown[0]!r}, which is not an input ({', '.join(specs)})"
         )
+    if style == "object" and outputs != 1:
+        raise RegistrationError(
+            f"register({name!r}): a cell object over time returns one output per step (its hidden state)"
+        )
     if style == "object" and over.state:
         raise RegistrationError(
             f"register({name!r}): a layer object keeps its state on itself; over_time(state=...) is for step "
