@@ -247,3 +247,18 @@ def test_params_belong_to_layer_objects_only():
             inputs={"x": "N"},
             params={"W": "N"},
         )
+
+
+def test_a_lazy_layer_that_draws_in_its_forward_is_still_a_function():
+    class LazyNoisy(objects.LazyDense):
+        """Parameters made on the first forward, then a dropout mask at every forward."""
+
+        def forward(self, X):
+            self.mask = (np.random.rand(*X.shape) < 0.8) / 0.8
+            return super().forward(X * self.mask)
+
+        def backward(self, dout):
+            return super().backward(dout) * self.mask
+
+    bc.register("lazy_noisy", layer=lambda d: LazyNoisy(d["M"]), **DENSE)
+    assert bc.check("lazy_noisy", cases=4).passed

@@ -19,6 +19,7 @@ factory (``layer=lambda d: Dense(d["D"], d["M"])``), and then:
 from __future__ import annotations
 
 import inspect
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -185,6 +186,8 @@ class LayerSession:
         params = {p: named[p] for p in self.params}
         args = [named[n] for n in self.inputs if n not in params]
         self._values = params
+        # A forward run only to make the parameters must not move the random draws of the real one.
+        draws = (np.random.get_state(), random.getstate())
         missing = self._set(params)
         if missing:
             # Parameters created on the first forward: run it once, then set them. A forward that
@@ -196,9 +199,13 @@ class LayerSession:
                     setattr(self.layer, name, params[name])
             if self._set(params):
                 raise UserError(self._not_found(missing), f"{self.kind}.{self.methods[0]}")
+            np.random.set_state(draws[0])
+            random.setstate(draws[1])
         result = self._call(self.methods[0], *args, **hyper)
         if self._replaced(params):  # a lazy initialisation ran in this call: set them again and rerun
             self._set(params)
+            np.random.set_state(draws[0])
+            random.setstate(draws[1])
             result = self._call(self.methods[0], *args, **hyper)
             replaced = self._replaced(params)
             if replaced:
@@ -284,14 +291,13 @@ class LayerSession:
         places.extend((self.layer, k) for k in dict.fromkeys(keys) if k in own)
         return places
 
-    def _backward(self, *douts_and_cache: Any, zero: bool = True) -> dict[str, Any]:
+    def _backward(self, *douts_and_cache: Any) -> dict[str, Any]:
         *douts, _ = douts_and_cache
         self._set(
             {p: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for p, v in self._values.items()}
         )
         before = {p: fingerprint(v) for p in self.params if isinstance(v := self._get(p), np.ndarray)}
-        if zero:
-            self.zero_gradients()
+        self.zero_gradients()
         del self.optimizer.gradients[:]
         raw = self._call(self.methods[1], *douts)
         self.changed_by_backward = tuple(
