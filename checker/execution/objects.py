@@ -123,6 +123,7 @@ class LayerSession:
         self.methods, self.outputs = methods, outputs
         self.kind = type(self.layer).__name__
         self._values: dict[str, Any] = {}
+        self._settled = False
         #: parameters the last backward changed (an optimizer step the harness was not given)
         self.changed_by_backward: tuple[str, ...] = ()
         self.forward = self._named(self._forward, methods[0])
@@ -186,6 +187,9 @@ class LayerSession:
         params = {p: named[p] for p in self.params}
         args = [named[n] for n in self.inputs if n not in params]
         self._values = params
+        if self._settled:  # the parameters are made and stay where the harness sets them
+            self._set(params)
+            return (*self._outputs(self._call(self.methods[0], *args, **hyper)), self)
         # A forward run only to make the parameters must not move the random draws of the real one.
         draws = (np.random.get_state(), random.getstate())
         missing = self._set(params)
@@ -214,6 +218,7 @@ class LayerSession:
                     "re-initialises its parameters): the harness cannot set them; create them once",
                     f"{self.kind}.{self.methods[0]}",
                 )
+        self._settled = True
         return (*self._outputs(result), self)
 
     def _replaced(self, params: Mapping[str, Any]) -> list[str]:
