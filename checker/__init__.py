@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from checker.registry import OracleTolerances, Target, get_target, register, variant
     from checker.report import read_frame
     from checker.results import COLUMNS, CheckResult, FunctionSummary, Report
-    from checker.spec import const, labels, mask, positive, probability
+    from checker.spec import choices, const, labels, mask, positive, probability
+    from checker.styles import over_time
     from checker.suite import check, run
 
 __version__ = "0.1.0"
@@ -39,7 +40,8 @@ _SOURCES = {
     "checker.registry": ("OracleTolerances", "Target", "get_target", "register", "variant"),
     "checker.report": ("read_frame",),
     "checker.results": ("COLUMNS", "CheckResult", "FunctionSummary", "Report"),
-    "checker.spec": ("const", "labels", "mask", "positive", "probability"),
+    "checker.spec": ("choices", "const", "labels", "mask", "positive", "probability"),
+    "checker.styles": ("over_time",),
     "checker.suite": ("check", "run"),
 }
 _WHERE = {name: module for module, names in _SOURCES.items() for name in names}
@@ -64,10 +66,12 @@ __all__ = [
     "TargetNotFound",
     "Tolerance",
     "check",
+    "choices",
     "const",
     "get_target",
     "labels",
     "mask",
+    "over_time",
     "positive",
     "probability",
     "read_frame",

@@ -50,7 +50,9 @@ class Case:
     """Inputs for one check of one target.
 
     ``arrays``: input name -> array, float64 (labels: int64). ``label`` says why the case exists
-    (``baseline``, ``N=1``, ``D=M``, ``fuzz``, ``shrunk``).
+    (``baseline``, ``N=1``, ``D=M``, ``fuzz``, ``shrunk``). ``seed`` is the case's own seed (derived
+    from the run's seed, the target and the dims); ``run_seed`` the run's (``--seed``), which the
+    report's ``seed`` column shows.
     """
 
     index: int
@@ -59,6 +61,7 @@ class Case:
     arrays: dict[str, np.ndarray]
     hyper: dict[str, Any] = field(default_factory=dict)
     label: str = "fuzz"
+    run_seed: int = 0
 
     @property
     def dims_text(self) -> str:
@@ -150,12 +153,24 @@ def check_case_memory(target: Target, dims: Mapping[str, int], available: int | 
 def make_case(
     target: Target, dims: Mapping[str, int], seed: int, index: int = 0, label: str = "fuzz"
 ) -> Case:
-    """Draw every input of ``target`` for ``dims`` (refused first when they would not fit in memory)."""
-    dims = {k: int(dims[k]) for k in target.dims}
+    """Draw every input of ``target`` for ``dims`` (refused first when they would not fit in memory).
+
+    A hyper-parameter with choices takes its value from ``dims`` too (``{"N": 2, "pad": 0}``), the
+    first allowed one when ``dims`` does not say.
+    """
+    picked = {k: dims[k] for k in target.choices if k in dims}
+    sizes = {k: int(dims[k]) for k in target.dims}
+    dims = target.complete(sizes | picked) if target.choices else sizes
     check_case_memory(target, dims)
     per_case = case_seed(seed, target.name, dims)
     rng = np.random.default_rng(per_case)
     arrays = {name: draw_input(spec, dims, rng) for name, spec in target.inputs.items()}
     return Case(
-        index=index, dims=dims, seed=per_case, arrays=arrays, hyper=target.hyper_for(dims), label=label
+        index=index,
+        dims=dims,
+        seed=per_case,
+        arrays=arrays,
+        hyper=target.hyper_for(dims),
+        label=label,
+        run_seed=seed,
     )

@@ -159,6 +159,17 @@ def check_gradient(
 
 def check_unchanged(evidence: MutationEvidence) -> CheckResult:
     """Arrays passed to user code are unchanged after it returns (no writes into inputs, dout or cache)."""
+    owned = [name.removeprefix("layer.") for name in evidence.changed if name.startswith("layer.")]
+    if owned:  # a layer object's own parameters, changed by its backward
+        return CheckResult(
+            "mutation",
+            evidence.where,
+            "fail",
+            f"{evidence.by} changed the layer's {', '.join(owned)}: an optimizer step inside backward? Let the "
+            "layer's factory take optimizer= (layer=lambda d, optimizer: ...) and pass it on: the harness "
+            "lends one that keeps the gradients and changes nothing",
+            diagnosis="mutates_input",
+        )
     if evidence.changed:
         listed = ", ".join(evidence.changed)
         return CheckResult(
@@ -172,19 +183,43 @@ def check_unchanged(evidence: MutationEvidence) -> CheckResult:
     return CheckResult("mutation", evidence.where, "pass")
 
 
-def check_deterministic(name: str, first: np.ndarray, second: np.ndarray, by: str) -> CheckResult:
-    """Calling backward twice on the same cache gives the same gradient (nothing accumulates)."""
+def check_deterministic(
+    name: str, first: np.ndarray, second: np.ndarray, by: str, call: str = "backward"
+) -> CheckResult:
+    """Calling ``by`` twice on the same cache gives the same gradient (nothing accumulates).
+
+    ``first`` must be a copy taken before the second call: an accumulating backward may add into the
+    very array it returned the first time. ``call`` names the second call in the message (``backward``,
+    ``call of softmax_loss``).
+    """
     if first.shape == second.shape and values_equal(first, second):
         return CheckResult("determinism", name, "pass")
+    dname = gradient_name(name)
     if first.shape == second.shape:
         err = float(np.max(np.abs(first - second))) if first.size else 0.0
-        ratio = float(np.sum(second * first) / np.sum(first * first)) if np.any(first) else float("nan")
-        hint = (
-            " (the second call returned about twice the first: a gradient accumulates across calls)"
-            if abs(ratio - 2) < 1e-6
-            else ""
-        )
-        message = f"calling {by} twice on the same cache gave a different {gradient_name(name)}{hint}; max difference {err:.3g}"
+        factor = _growth(first, second)
+        if factor is not None:
+            grows = "doubles" if abs(factor - 2) < 1e-6 else f"grows {factor:.3g}-fold"
+            message = (
+                f"{dname} {grows} on a second {call}: it accumulates (+=) across calls; zero it at the "
+                f"start of {by}"
+            )
+        else:
+            message = (
+                f"calling {by} twice on the same cache gave a different {dname}; max difference {err:.3g}"
+            )
     else:
-        message = f"calling {by} twice gave {gradient_name(name)} of shapes {first.shape} then {second.shape}"
+        message = f"calling {by} twice gave {dname} of shapes {first.shape} then {second.shape}"
     return CheckResult("determinism", name, "fail", message, diagnosis="stateful")
+
+
+def _growth(first: np.ndarray, second: np.ndarray) -> float | None:
+    """``c > 1`` when ``second = c * first`` (a gradient added onto itself), else None."""
+    norm = float(np.sum(first * first))
+    if not np.isfinite(norm) or norm == 0.0:
+        return None
+    c = float(np.sum(second * first)) / norm
+    residual = float(np.linalg.norm(second - c * first))
+    if c > 1 + 1e-6 and residual <= 1e-6 * float(np.linalg.norm(second)):
+        return c
+    return None

@@ -36,6 +36,16 @@ def _argument(parse: Callable[..., Any], *args: Any) -> Callable[[str], Any]:
     return convert
 
 
+def _seeds_argument(text: str) -> tuple[int, ...]:
+    from checker.errors import SpecError
+    from checker.spec import parse_seeds
+
+    try:
+        return parse_seeds(text, "--seed")
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(str(err).split(": ", 1)[-1]) from None
+
+
 def _oracles(text: str, name: str) -> list[str]:
     from checker.suite import ORACLES
 
@@ -59,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a report (.csv .json .md .html); repeatable",
     )
     run.add_argument(
-        "--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same cases"
+        "--seed",
+        type=_seeds_argument,
+        default=(0,),
+        help="random seed (default 0), or several: 0,1,2 or 0-9 (each row says its seed); "
+        "the same seed gives the same cases",
     )
     run.add_argument(
         "--cases",
@@ -123,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     with RunProgress(console, enabled=not args.quiet) as progress:
         report = run(
             args.targets,
-            seed=args.seed,
+            seed=args.seed if len(args.seed) > 1 else args.seed[0],
             cases=args.cases,
             mode=args.mode,
             oracles=args.oracles,

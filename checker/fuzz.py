@@ -13,8 +13,9 @@ import itertools
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from random import Random
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, find, given, settings
@@ -25,7 +26,16 @@ from checker.cases import format_dims
 from checker.registry import Target
 from checker.strategies import dims_for
 
-__all__ = ["DEFAULT_CASES", "edge_dims", "plan_dims", "shape_pattern", "shrink_dims"]
+__all__ = [
+    "DEFAULT_CASES",
+    "EVERY_SHAPE",
+    "TOO_SMALL",
+    "edge_dims",
+    "plan_dims",
+    "shape_pattern",
+    "shrink_dims",
+    "with_choices",
+]
 
 #: Cases per function by default: the edge cases plus a hypothesis draw or two.
 DEFAULT_CASES = 6
@@ -138,8 +148,9 @@ def drawn_dims(target: Target, count: int, seed: int) -> list[dict[str, int]]:
     return unique[:count]
 
 
-def plan_dims(target: Target, cases: int | None, seed: int) -> list[tuple[str, dict[str, int]]]:
-    """The dims to check, in order: edge cases first, then hypothesis draws, ``cases`` in all."""
+def plan_dims(target: Target, cases: int | None, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """The dims to check, in order: edge cases first, then hypothesis draws, ``cases`` in all; each
+    with a value for every hyper-parameter that has choices (:func:`with_choices`)."""
     budget = DEFAULT_CASES if cases is None else cases
     plan = edge_dims(target)[:budget]
     seen = {format_dims(d) for _, d in plan}
@@ -149,7 +160,39 @@ def plan_dims(target: Target, cases: int | None, seed: int) -> list[tuple[str, d
         if format_dims(dims) not in seen:
             seen.add(format_dims(dims))
             plan.append(("fuzz", dims))
-    return plan
+    return with_choices(target, plan)
+
+
+def with_choices(
+    target: Target, plan: Sequence[tuple[str, dict[str, int]]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each planned case given a value for every hyper-parameter with choices, every value in turn:
+    each case takes the allowed combination with the most values not yet tried (then the least used),
+    so that ``pad`` in (0, 1, 2) over six cases is tried twice each, at different sizes."""
+    if not target.choices:
+        return [(label, dict(dims)) for label, dims in plan]
+    names = list(target.choices)
+    combos = list(itertools.product(*(range(len(target.choices[n])) for n in names)))
+    tried: set[tuple[str, int]] = set()
+    uses: dict[tuple[int, ...], int] = {}
+    out: list[tuple[str, dict[str, Any]]] = []
+    for label, dims in plan:
+        best: tuple[tuple[int, int, int], tuple[int, ...], dict[str, Any]] | None = None
+        for order, combo in enumerate(combos):
+            picked = {n: target.choices[n][i] for n, i in zip(names, combo, strict=True)}
+            if not target.allows(dims | picked):
+                continue
+            fresh = sum((n, i) not in tried for n, i in zip(names, combo, strict=True))
+            key = (-fresh, uses.get(combo, 0), order)
+            if best is None or key < best[0]:
+                best = (key, combo, picked)
+        if best is None:
+            continue
+        _, combo, picked = best
+        tried.update(zip(names, combo, strict=True))
+        uses[combo] = uses.get(combo, 0) + 1
+        out.append((label, dims | picked))
+    return out
 
 
 def shrink_dims(
@@ -161,12 +204,14 @@ def shrink_dims(
 ) -> dict[str, int]:
     """The smallest dims that still fail, by hypothesis' shrinker over sizes up to ``failing``'s.
 
-    Falls back to ``failing`` itself when hypothesis finds nothing smaller within ``budget`` tries.
+    Hyper-parameters with choices keep ``failing``'s values. Falls back to ``failing`` itself when
+    hypothesis finds nothing smaller within ``budget`` tries.
     """
     limits = {s: tuple(v for v in target.dims[s] if v <= failing[s]) or (failing[s],) for s in target.dims}
+    fixed = {k: v for k, v in failing.items() if k not in target.dims}
 
     def condition(dims: dict[str, int]) -> bool:
-        return _satisfies(target, dims) and still_fails(dict(dims))
+        return _satisfies(target, dims | fixed) and still_fails(dict(dims) | fixed)
 
     try:
         with _no_trace():
@@ -179,33 +224,90 @@ def shrink_dims(
     except (NoSuchExample, Unsatisfiable):
         return dict(failing)
     smaller = dict(found)
-    return smaller if sum(smaller.values()) <= sum(failing.values()) else dict(failing)
+    if sum(smaller.values()) > sum(failing[s] for s in target.dims):
+        return dict(failing)
+    return smaller | fixed
 
 
-def shape_pattern(outcomes: Sequence[tuple[Mapping[str, int], bool]]) -> str:
-    """Words for which shapes fail, from (dims, failed) pairs: "fails only when N = 1", "fails whenever D != M"."""
-    # A pass at a one- or two-element case is no evidence: a wrong relu mask passes by luck of the sign.
-    outcomes = [(d, f) for d, f in outcomes if f or math.prod(d.values()) > 2]
-    if not outcomes:
+#: The summary of a function that fails wherever a case can tell.
+EVERY_SHAPE = "fails at every shape"
+#: The end of a summary whose only passes are cases too small to be evidence.
+TOO_SMALL = "(too small to tell)"
+
+
+def shape_pattern(outcomes: Sequence[tuple[Mapping[str, Any], bool]], choices: Collection[str] = ()) -> str:
+    """Words for which shapes fail, from (dims, failed) pairs: "fails only when N = 1", "fails whenever
+    D != M", "fails exactly when pad = 0" (``choices``: the keys that are hyper-parameter values, not sizes).
+
+    A pass at a one- or two-element case is no evidence (a wrong relu mask passes by luck of the sign):
+    it is left out of the pattern, and when every other case fails the words say where those passes
+    were: "passes only where D = 1 (too small to tell)".
+    """
+
+    def size(dims: Mapping[str, Any]) -> int:
+        return math.prod(v for k, v in dims.items() if k not in choices)
+
+    evidence = [(d, f) for d, f in outcomes if f or size(d) > 2]
+    lucky = [d for d, f in outcomes if not f and size(d) <= 2]
+    if not evidence:
         return ""
-    failed = [f for _, f in outcomes]
+    failed = [f for _, f in evidence]
     if all(failed):
-        return "fails at every shape"
+        return _passing_only_where(lucky, choices) if lucky else EVERY_SHAPE
     if not any(failed):
         return ""
-    symbols = sorted(set().union(*(d.keys() for d, _ in outcomes)))
-    candidates: list[tuple[str, Callable[[Mapping[str, int]], bool]]] = []
+    symbols = sorted({k for d, _ in evidence for k in d if k not in choices})
+    candidates: list[tuple[str, Callable[[Mapping[str, Any]], bool]]] = []
     for s in symbols:
         candidates.append((f"fails only when {s} = 1", lambda d, s=s: d[s] == 1))
         candidates.append((f"fails whenever {s} > 1", lambda d, s=s: d[s] > 1))
     for a, b in itertools.combinations(symbols, 2):
         candidates.append((f"fails whenever {a} != {b}", lambda d, a=a, b=b: d[a] != d[b]))
         candidates.append((f"fails only when {a} = {b}", lambda d, a=a, b=b: d[a] == d[b]))
+    candidates.extend(_exactly_when(evidence, choices))
     for text, predicate in candidates:
-        if all(predicate(d) == f for d, f in outcomes):
+        if all(predicate(d) == f for d, f in evidence):
             return text
-    bad = [format_dims(d) for d, f in outcomes if f]
-    good = [format_dims(d) for d, f in outcomes if not f]
+    bad = [format_dims(d) for d, f in evidence if f]
+    good = [format_dims(d) for d, f in evidence if not f]
     return (
         f"fails at {'; '.join(bad[:3])}{' and more' if len(bad) > 3 else ''}; passes at {'; '.join(good[:2])}"
     )
+
+
+def _exactly_when(
+    evidence: Sequence[tuple[Mapping[str, Any], bool]], choices: Collection[str]
+) -> list[tuple[str, Callable[[Mapping[str, Any]], bool]]]:
+    """``fails exactly when pad = 0`` for each value seen in two cases or more (one case is no pattern)."""
+    found: list[tuple[str, Callable[[Mapping[str, Any]], bool]]] = []
+    keys = list(dict.fromkeys(k for d, _ in evidence for k in d))
+    for key in sorted(keys, key=lambda k: (k not in choices, k)):
+        values = [d[key] for d, _ in evidence if key in d]
+        for value in list(dict.fromkeys(map(_hashable, values))):
+            if key not in choices and value == 1:
+                continue  # "fails only when N = 1" says it
+            if sum(_hashable(v) == value for v in values) < 2:
+                continue
+            found.append(
+                (f"fails exactly when {key} = {value}", lambda d, k=key, v=value: _hashable(d.get(k)) == v)
+            )
+    return found
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _passing_only_where(lucky: Sequence[Mapping[str, Any]], choices: Collection[str]) -> str:
+    """Where the only passes were: "passes only where D = 1 (too small to tell)"."""
+    symbols = [k for k in lucky[0] if k not in choices]
+    ones = [s for s in symbols if all(d.get(s) == 1 for d in lucky)]
+    if not ones:
+        return f"passes only at one- or two-element shapes {TOO_SMALL}"
+    if len(ones) == len(symbols):
+        return f"passes only where every size is 1 {TOO_SMALL}"
+    return f"passes only where {' = '.join(ones)} = 1 {TOO_SMALL}"

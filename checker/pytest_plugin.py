@@ -58,11 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--backprop-seed",
-        type=int,
         default=None,
         metavar="N",
         dest="backprop_seed",
-        help="random seed for the cases (default 0); the same seed gives the same cases",
+        help="random seed for the cases (default 0), or several: 0,1,2 or 0-9; the same seed gives the same cases",
     )
     group.addoption(
         "--backprop-report",
@@ -81,7 +80,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("backprop_check_modules", "modules to check, one per line", type="linelist", default=[])
     parser.addini("backprop_cases", "cases per function (default 6)", default="")
-    parser.addini("backprop_seed", "random seed for the cases (default 0)", default="")
+    parser.addini(
+        "backprop_seed",
+        "random seed for the cases (default 0), or several: 0,1,2, 0-9, or a TOML list [0, 1, 2]",
+        type="args",
+        default=[],
+    )
     parser.addini(
         "backprop_report", "report path (.csv .json .md .html), relative to the ini file", default=""
     )
@@ -93,13 +97,26 @@ class Settings:
     """The run's settings, from the command line, else the ini file, else the defaults."""
 
     modules: tuple[str, ...] = ()
-    seed: int = 0
+    #: one seed, or several as ``--backprop-seed`` takes them (``"0-2,5"``)
+    seed: int | str = 0
     cases: int | None = None
     tol: dict[str, float] | None = None
     tol_text: str = ""
     report: Path | None = None
     #: Whether any backprop-check option or ini setting was given (the header is shown only then).
     active: bool = False
+
+
+def _seed_setting(value: str, name: str) -> int | str:
+    """One seed as an int; several (``0,1,2``, ``0-9``, a TOML list) as ``--backprop-seed`` takes them."""
+    from checker.errors import SpecError
+    from checker.spec import parse_seeds, seed_text
+
+    try:
+        seeds = parse_seeds(value, name)
+    except SpecError as err:
+        raise pytest.UsageError(str(err)) from None
+    return seeds[0] if len(seeds) == 1 else seed_text(seeds)
 
 
 def _parsed(parse: Any, *args: Any) -> Any:
@@ -118,7 +135,10 @@ def _setting(config: pytest.Config, name: str) -> tuple[str, str]:
     value = getattr(config.option, name)
     if value is not None:
         return str(value).strip(), "--" + name.replace("_", "-")
-    return str(config.getini(name)).strip(), name
+    value = config.getini(name)
+    if isinstance(value, list):  # an "args" setting: a TOML list, or words of the ini line
+        return ",".join(str(v).strip() for v in value), name
+    return str(value).strip(), name
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -130,7 +150,7 @@ def read_settings(config: pytest.Config) -> Settings:
     from checker.presentation import options as parse
 
     seed_raw, seed_name = _setting(config, "backprop_seed")
-    seed = _parsed(parse.parse_whole_number, seed_raw, seed_name) if seed_raw else 0
+    seed = _seed_setting(seed_raw, seed_name) if seed_raw else 0
     cases_raw, cases_name = _setting(config, "backprop_cases")
     cases = _parsed(parse.parse_whole_number, cases_raw, cases_name, 1) if cases_raw else None
     tol_text, tol_name = _setting(config, "backprop_tol")
@@ -403,8 +423,8 @@ class BackpropFixture:
         self.defaults = defaults | (dict(marker.kwargs) if marker is not None else {})
 
     @property
-    def seed(self) -> int:
-        return int(self.defaults["seed"])
+    def seed(self) -> int | str:
+        return self.defaults["seed"]
 
     @property
     def cases(self) -> int | None:

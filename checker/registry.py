@@ -13,19 +13,19 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import itertools
 import pkgutil
 import sys
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from checker.compare import EXACT, FINITE_DIFFERENCE, Tolerance
-from checker.errors import BackpropCheckError, RegistrationError, SpecError, TargetNotFound
-from checker.execution.user_code import describe_exception
+from checker.errors import RegistrationError, SpecError, TargetNotFound
+from checker.importing import import_target_module
 from checker.signatures import check_arities, describe_value, require_callable
-from checker.spec import InputSpec, as_input_spec, normalize_dims
+from checker.spec import InputSpec, as_input_spec, hyper_choices, normalize_dims, with_choices
+from checker.styles import OverTime, object_methods, object_params, style_of, unrolled_inputs
 
 __all__ = [
     "REGISTRY",
@@ -34,6 +34,7 @@ __all__ = [
     "collect",
     "get_target",
     "import_target_module",
+    "pin_choices",
     "register",
     "variant",
 ]
@@ -91,6 +92,16 @@ class Target:
     outputs: int = 1
     torch_forward: Callable[..., Any] | None = None
     tol: OracleTolerances = field(default_factory=OracleTolerances)
+    #: hyper-parameters with values to try (``hyper={"pad": bc.choices(0, 1, 2)}``), by name: each case
+    #: gets one value, carried in its dims (``N=2, pad=0``) but not a size
+    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    #: object style: the factory of layer objects (``layer(dims)``), the inputs that are the object's
+    #: parameters (set on it by the harness), and the names of its forward and backward methods
+    layer: Callable[..., Any] | None = None
+    params: tuple[str, ...] = ()
+    methods: tuple[str, str] = ("forward", "backward")
+    #: a recurrent cell checked unrolled over time (``inputs`` are then the unrolled ones)
+    unroll: OverTime | None = None
 
     @property
     def differentiable(self) -> list[str]:
@@ -101,12 +112,18 @@ class Target:
     def symbols(self) -> tuple[str, ...]:
         return tuple(self.dims)
 
-    def hyper_for(self, dims: Mapping[str, int]) -> dict[str, Any]:
-        """The keyword arguments for one case (``hyper`` may be a callable of the dims)."""
+    @property
+    def takes_dout(self) -> bool:
+        """Checked as a layer: ``L = sum(out * dout)`` over its outputs, a backward given the douts."""
+        return self.style in ("layer", "object")
+
+    def hyper_for(self, dims: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments for one case (``hyper`` may be a callable of the dims); a hyper-parameter
+        with choices takes the case's value (``dims["pad"]``)."""
         if self.hyper is None:
             return {}
         if not callable(self.hyper):
-            return dict(self.hyper)
+            return with_choices(self.hyper, dims) if self.choices else dict(self.hyper)
         try:
             value = self.hyper(dict(dims))
         except Exception as err:
@@ -119,15 +136,34 @@ class Target:
             )
         return dict(value)
 
-    def allows(self, dims: Mapping[str, int]) -> bool:
+    def allows(self, dims: Mapping[str, Any]) -> bool:
         """Whether ``dims`` is within the ``dims=`` limits and satisfies ``constraint=``.
 
-        A constraint that raises is a registration mistake, reported as such.
+        Hyper-parameters with choices are part of the dims the constraint sees; when ``dims`` leaves
+        some out, any of their values will do. A constraint that raises is a registration mistake,
+        reported as such.
         """
         if any(dims.get(s) not in allowed for s, allowed in self.dims.items()):
             return False
+        if any(name in dims and dims[name] not in values for name, values in self.choices.items()):
+            return False
         if self.constraint is None:
             return True
+        return any(self._holds(complete) for complete in self.with_every_choice(dims))
+
+    def with_every_choice(self, dims: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``dims`` with each combination of the values of the choices it leaves out."""
+        missing = [name for name in self.choices if name not in dims]
+        combos = itertools.product(*(self.choices[name] for name in missing))
+        return [dict(dims) | dict(zip(missing, combo, strict=True)) for combo in combos]
+
+    def complete(self, dims: Mapping[str, Any]) -> dict[str, Any]:
+        """``dims`` with a value for every choice it leaves out: the first combination allowed."""
+        every = self.with_every_choice(dims)
+        return next((d for d in every if self.constraint is None or self._holds(d)), every[0])
+
+    def _holds(self, dims: Mapping[str, Any]) -> bool:
+        assert self.constraint is not None
         try:
             return bool(self.constraint(dict(dims)))
         except Exception as err:
@@ -138,40 +174,12 @@ class Target:
     @property
     def user_functions(self) -> dict[str, Callable[..., Any]]:
         """The callables supplied by the user, by their field name."""
-        names = ("forward", "backward", "value_and_grad", "model", "loss")
+        names = ("forward", "backward", "value_and_grad", "model", "loss", "layer")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
 #: (module, name) -> Target, in registration order.
 REGISTRY: dict[tuple[str, str], Target] = {}
-
-
-def _style_of(name: str, given: dict[str, object]) -> str:
-    layer = given["forward"] is not None or given["backward"] is not None
-    loss = given["value_and_grad"] is not None
-    model = given["model"] is not None or given["loss"] is not None
-    if layer + loss + model != 1:
-        raise RegistrationError(
-            f"register({name!r}): give exactly one style: forward= and backward= (a layer), "
-            "value_and_grad= (a loss returning its gradient), or model= and loss= (a model)"
-        )
-    if layer:
-        for arg in ("forward", "backward"):
-            if given[arg] is None:
-                raise RegistrationError(f"register({name!r}): a layer needs both forward= and backward=")
-            require_callable(given[arg], arg, name)
-        return "layer"
-    if loss:
-        require_callable(given["value_and_grad"], "value_and_grad", name)
-        return "loss"
-    for arg in ("model", "loss"):
-        if given[arg] is None:
-            raise RegistrationError(
-                f"register({name!r}): a model needs model= (dims -> object with .params) and "
-                "loss= (model, *data -> (loss, grads))"
-            )
-        require_callable(given[arg], arg, name)
-    return "model"
 
 
 def register(
@@ -182,6 +190,9 @@ def register(
     value_and_grad: Callable[..., Any] | None = None,
     model: Callable[..., Any] | None = None,
     loss: Callable[..., Any] | None = None,
+    layer: Callable[..., Any] | None = None,
+    params: Mapping[str, str | InputSpec] | None = None,
+    unroll: OverTime | None = None,
     inputs: Mapping[str, str | InputSpec] | None = None,
     data: Mapping[str, str | InputSpec] | None = None,
     dims: Mapping[str, object] | None = None,
@@ -192,15 +203,24 @@ def register(
     tol: object = None,
     module: str | None = None,
 ) -> Target:
-    """Register a hand-written forward/backward (or loss, or model) for checking; returns its Target.
+    """Register a hand-written forward/backward (or loss, or model, or layer object) for checking;
+    returns its Target.
 
-    See the README for the three styles. Raises :class:`RegistrationError` on misuse.
+    See the README for the styles (:mod:`checker.styles`). Raises :class:`RegistrationError` on misuse.
     """
     if not isinstance(name, str) or not name.strip():
         raise RegistrationError(f"register(name={name!r}): the name must be a non-empty string")
     given = {"forward": forward, "backward": backward, "value_and_grad": value_and_grad}
-    given |= {"model": model, "loss": loss}
-    style = _style_of(name, given)
+    given |= {"model": model, "loss": loss, "layer": layer}
+    style = style_of(name, given)
+    methods = ("forward", "backward")
+    if style == "object":
+        methods = object_methods(name, forward, backward)
+        given |= {"forward": None, "backward": None}
+    elif params is not None:
+        raise RegistrationError(
+            f"register({name!r}): params= is for a layer object (layer=); a {style} takes inputs="
+        )
     if style == "model":
         if inputs is not None:
             raise RegistrationError(f"register({name!r}): a model takes data=, not inputs=")
@@ -222,6 +242,11 @@ def register(
         specs = {str(k): as_input_spec(str(k), v) for k, v in specs_in.items()}
     except SpecError as err:
         raise RegistrationError(f"register({name!r}): {err}") from None
+    parameters = object_params(name, params, specs) if style == "object" else {}
+    specs |= parameters
+    step_specs, over = specs, None
+    if unroll is not None:
+        specs, over = unrolled_inputs(name, unroll, specs, outputs, style)
     if style != "model" and not any(s.differentiable for s in specs.values()):
         raise RegistrationError(
             f"register({name!r}): no differentiable input; plain 'N,D' strings are differentiable, "
@@ -236,6 +261,7 @@ def register(
         raise RegistrationError(
             f"register({name!r}): hyper= must be a dict of keyword arguments or a callable(dims)"
         )
+    tried = _choices_of(name, hyper, allowed)
     for arg, value in (("constraint", constraint), ("torch_forward", torch_forward)):
         if value is not None:
             require_callable(value, arg, name)
@@ -243,14 +269,14 @@ def register(
         not isinstance(outputs, int)
         or isinstance(outputs, bool)
         or outputs < 1
-        or (style != "layer" and outputs != 1)
+        or (style not in ("layer", "object") and outputs != 1)
     ):
         raise RegistrationError(f"register({name!r}): outputs={outputs!r} must be an int >= 1 (layers only)")
     check_arities(
         name,
         style,
         given,
-        specs,
+        step_specs if style == "layer" else specs,
         hyper=hyper,
         outputs=outputs,
         torch_forward=torch_forward,
@@ -266,13 +292,47 @@ def register(
         module=module,
         hyper=hyper,
         constraint=constraint,
-        outputs=outputs,
+        outputs=1 if over is not None else outputs,
         torch_forward=torch_forward,
         tol=OracleTolerances.coerce(tol),
+        choices=tried,
+        params=tuple(parameters),
+        methods=methods,
+        unroll=over,
         **{k: v for k, v in given.items() if v is not None},
     )
     REGISTRY[(module, name)] = target
     return target
+
+
+def _choices_of(name: str, hyper: object, symbols: Mapping[str, object]) -> dict[str, tuple[Any, ...]]:
+    """The hyper-parameters ``hyper=`` gives values to try, refused when one is called like a size."""
+    if not isinstance(hyper, Mapping):
+        return {}
+    try:
+        found = hyper_choices(hyper)
+    except SpecError as err:
+        raise RegistrationError(f"register({name!r}): {err}") from None
+    clash = sorted(set(found) & set(symbols))
+    if clash:
+        raise RegistrationError(
+            f"register({name!r}): hyper= gives choices for {clash[0]!r}, which is also a dimension symbol; "
+            "rename the hyper-parameter or vary the symbol with dims="
+        )
+    return found
+
+
+def pin_choices(target: Target, picked: Mapping[str, Any]) -> Target:
+    """``target`` with some choices fixed to one value (``--dims pad=0``); a value not among them raises."""
+    choices = dict(target.choices)
+    for name, value in picked.items():
+        match = [v for v in choices[name] if v == value or str(v) == str(value)]
+        if not match:
+            raise RegistrationError(
+                f"{target.name}: {name}={value!r} is not one of its choices {list(choices[name])}"
+            )
+        choices[name] = (match[0],)
+    return dataclasses.replace(target, choices=choices)
 
 
 def variant(target: Target, replaces: Mapping[str, Callable[..., Any]]) -> Target:
@@ -283,7 +343,7 @@ def variant(target: Target, replaces: Mapping[str, Callable[..., Any]]) -> Targe
     """
     changes: dict[str, Callable[..., Any]] = {}
     for key, fn in replaces.items():
-        if key in ("forward", "backward", "value_and_grad", "model", "loss"):
+        if key in ("forward", "backward", "value_and_grad", "model", "loss", "layer"):
             changes[key] = fn
             continue
         fields = [f for f, g in target.user_functions.items() if getattr(g, "__name__", None) == key]
@@ -305,80 +365,6 @@ def _rebuild_model(factory: Callable[..., Any] | None, cls: type) -> Callable[..
         return instance
 
     return build
-
-
-def import_target_module(spec: str, rootdir: Path | None = None) -> Any:
-    """Import a dotted module name or a ``.py`` path (relative to ``rootdir`` or the cwd).
-
-    Any failure (missing file, SyntaxError, an exception at import) is a :class:`TargetNotFound`
-    whose message carries the reason.
-    """
-    # A check leaves no trace in the user's folder: no __pycache__ beside their file (the run is
-    # asked for reports only); their module is small and compiles in milliseconds.
-    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        return _import(spec, rootdir)
-    except TargetNotFound:
-        raise
-    except ModuleNotFoundError as err:
-        raise TargetNotFound(
-            f"cannot import {spec!r}: no module named {err.name!r} (is it on the path? run from its folder)"
-        ) from None
-    except SyntaxError as err:
-        raise TargetNotFound(
-            f"cannot import {spec!r}: SyntaxError in {err.filename} line {err.lineno}: {err.msg}"
-        ) from None
-    except BackpropCheckError as err:  # a misuse inside the module (a bad register call)
-        raise TargetNotFound(f"cannot import {spec!r}: {_user_line(err)}{err}") from None
-    except BaseException as err:
-        if isinstance(err, KeyboardInterrupt):
-            raise
-        raise TargetNotFound(
-            f"cannot import {spec!r}: importing it raised {describe_exception(err)}"
-        ) from None
-    finally:
-        sys.dont_write_bytecode = writes_bytecode
-
-
-def _user_line(err: BaseException) -> str:
-    """``mylayers.py line 12: `` for the last frame of ``err`` outside this package, or ``""``."""
-    here = Path(__file__).resolve().parent
-    found = ""
-    for frame, lineno in traceback.walk_tb(err.__traceback__):
-        path = Path(frame.f_code.co_filename)
-        if path.is_file() and here not in path.resolve().parents and "importlib" not in path.parts:
-            found = f"{path.name} line {lineno}: "
-    return found
-
-
-def _import(spec: str, rootdir: Path | None) -> Any:
-    base = rootdir or Path.cwd()
-    candidate = Path(spec)
-    if spec.endswith(".py") or candidate.suffix == ".py":
-        path = candidate if candidate.is_absolute() else base / candidate
-        if not path.is_file():
-            raise TargetNotFound(f"no such file: {path}")
-        mod_name = "_backprop_check_" + "_".join(path.resolve().with_suffix("").parts[-3:])
-        mod_name = "".join(c if c.isalnum() or c == "_" else "_" for c in mod_name)
-        if mod_name in sys.modules:
-            return sys.modules[mod_name]
-        loader_spec = importlib.util.spec_from_file_location(mod_name, path)
-        if loader_spec is None or loader_spec.loader is None:
-            raise TargetNotFound(f"cannot import {path}")
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[mod_name] = module
-        sys.path.insert(0, str(path.parent))
-        try:
-            loader_spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(mod_name, None)
-            raise
-        finally:
-            sys.path.remove(str(path.parent))
-        return module
-    if str(base) not in sys.path:
-        sys.path.insert(0, str(base))
-    return importlib.import_module(spec)
 
 
 def collect(module: Any) -> list[Target]:

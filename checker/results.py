@@ -20,12 +20,13 @@ __all__ = [
     "records_to_frame",
 ]
 
-STATUSES = ("pass", "fail", "error", "skip")
+STATUSES = ("pass", "fail", "error", "skip", "warn")
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One row of the report. ``status`` is pass, fail, error (the user's code raised) or skip."""
+    """One row of the report. ``status`` is pass, fail, error (the user's code raised), skip, or warn (a
+    finding that fails nothing by itself: the forward lint)."""
 
     check: str
     target: str

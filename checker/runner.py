@@ -28,6 +28,7 @@ from checker.execution.record import Execution
 from checker.execution.user_code import UserError, UserTimeout, time_limit
 from checker.judging import exact as exact_oracles
 from checker.judging import finite_differences as fd
+from checker.judging import forward_lint, over_time
 from checker.oracles import finite_diff
 from checker.presentation.words import gradient_name
 from checker.registry import OracleTolerances, Target
@@ -106,8 +107,9 @@ def _localized(
         {r.target for r in rows if r.check.startswith("grad_") and r.status == "fail"}
         & set(run.differentiable)
     )
-    if not failing or "autograd" not in options.oracles:
-        return []
+    linted = any(r.check == "forward_lint" and r.status == "warn" for r in rows)
+    if not failing or "autograd" not in options.oracles or linted:
+        return []  # a forward the lint flags is the mistake: no step of the backward is to blame
     from checker.localize import localization_rows, localize
 
     started = time.perf_counter()
@@ -149,8 +151,10 @@ def judge_case(
     tol = options.tol or target.tol
     rng = np.random.default_rng(case.seed + 1) if rng is None else rng
     rows = [check_unchanged(evidence) for evidence in run.mutations]
+    if run.unrepeatable:
+        rows.append(CheckResult("forward", run.unrepeatable.split(" gives ")[0], "error", run.unrepeatable))
     if run.forward_problem:
-        label = "forward" if target.style == "layer" else "loss"
+        label = "forward" if target.takes_dout else "loss"
         rows.append(CheckResult("forward", label, "fail", run.forward_problem, diagnosis="forward_mismatch"))
     else:
         rows.extend(_finite_outputs(run))
@@ -165,7 +169,7 @@ def judge_case(
     if reference is not None:
         exact = {"reference": dict(reference.gradients)}
         if not run.forward_problem:
-            user_outs = run.outputs if target.style == "layer" else (np.array(run.value),)
+            user_outs = run.outputs if target.takes_dout else (np.array(run.value),)
             exact_tol = for_precision(tol.exact, run.eps)
             rows.extend(exact_oracles.forward_rows(user_outs, reference.outputs, exact_tol, 0.0, "reference"))
         first = wanted = []
@@ -203,6 +207,13 @@ def judge_case(
             )
     for own in by_name.values():
         rows.extend(own)
+    if target.unroll is not None and any(r.failed for r in rows):
+        rows.extend(over_time.step_rows(target, rows, for_precision(tol.fd, run.eps)))
+    if run.broadcasts:
+        label = "forward" if target.takes_dout else "loss"
+        rows = forward_lint.lint_rows(run.broadcasts, label) + forward_lint.not_the_backward(
+            rows, run.broadcasts
+        )
     return _at_precision(_stamp(rows, target, case, started), run.eps)
 
 
@@ -243,7 +254,8 @@ def _gradient_rows(
         if again is not None:
             second, _ = as_gradient_array(again.pop(name, None))
             if second is not None:
-                own.append(check_deterministic(name, actual, second, run.where))
+                call = "backward" if target.takes_dout else f"call of {run.where}"
+                own.append(check_deterministic(name, actual, second, run.where, call))
             else:
                 message = f"the second call returned no usable {gradient_name(name)}"
                 own.append(CheckResult("determinism", name, "fail", message, diagnosis="stateful"))
@@ -288,18 +300,19 @@ def _context(
     spec = target.inputs.get(name)
     shape = np.shape(run.param_values[name])
     outputs = [o for o in run.outputs if isinstance(o, np.ndarray)]
-    if reference is not None and target.style == "layer":
+    if reference is not None and target.takes_dout:
         outputs = list(reference.outputs)  # the user's outputs may be refused or of the wrong shape
     return GradientContext(
         name=name,
         param_shape=tuple(int(s) for s in shape),
         symbols=spec.shape if spec is not None else (),
-        dims=dict(case.dims),
+        dims={k: v for k, v in case.dims.items() if k in target.dims},  # sizes, not hyper-parameter choices
         output_shapes=tuple(o.shape for o in outputs),
         inputs={k: np.asarray(v) for k, v in case.arrays.items()}
         | {k: np.asarray(v) for k, v in run.param_values.items()},
         douts=run.douts,
         batch=_batch_symbol(target, case) if target.style == "model" else None,
+        dout_name=run.dout_names[0] if run.dout_names else "dout",
     )
 
 
@@ -345,7 +358,7 @@ def _stamp(rows: Sequence[CheckResult], target: Target, case: Case, started: flo
             case=case.index,
             case_label=case.label,
             dims=case.dims_text,
-            seed=case.seed,
+            seed=case.run_seed,
             seconds=r.seconds or elapsed / max(1, len(rows)),
         )
         for r in rows

@@ -138,6 +138,21 @@ def check_arities(
             [*douts, "cache"],
             usage=f"backward is called as backward({', '.join(douts)}, cache) with the cache forward returned",
         )
+    elif style == "object":
+        factory = given["layer"]
+        try:
+            takes_optimizer = "optimizer" in inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            takes_optimizer = False
+        check_arity(
+            name,
+            "layer",
+            factory,
+            ["dims"],
+            {"optimizer": None} if takes_optimizer else None,
+            usage="layer is called with one dict of sizes, layer(dims) (and optimizer= when it takes one), "
+            "and returns a fresh layer object: lambda d: Dense(d['D'], d['M'])",
+        )
     elif style == "loss":
         check_arity(
             name,
@@ -181,7 +196,7 @@ def check_arities(
                 inputs,
                 keywords,
                 more_keywords=more,
-                usage=f"torch_forward is called like the {'forward' if style == 'layer' else 'loss'}: {in_order}",
+                usage=f"torch_forward is called like the {'loss' if style == 'loss' else 'forward'}: {in_order}",
             )
     for argument in ("constraint", "hyper"):
         fn = extra[argument]

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import checker.report  # noqa: F401  (hands Report its writers: report.write(path), notebooks, print)
 from checker.cases import format_dims, make_case
-from checker.diagnose import scaled_message
 from checker.errors import OptionError, RegistrationError, TargetNotFound
-from checker.fuzz import plan_dims, shape_pattern, shrink_dims
-from checker.presentation.words import gradient_name
-from checker.registry import REGISTRY, OracleTolerances, Target, collect, get_target, import_target_module
+from checker.fuzz import plan_dims, shrink_dims
+from checker.registry import (
+    REGISTRY,
+    OracleTolerances,
+    Target,
+    collect,
+    get_target,
+    import_target_module,
+    pin_choices,
+)
 from checker.results import CheckResult, FunctionSummary, Report
 from checker.runner import MODES, ORACLES, CheckOptions, check_case
+from checker.spec import parse_seeds
+from checker.summaries import narrow_scale_names, summarise
 
 __all__ = ["MODES", "ORACLES", "CaseProgress", "check", "check_target", "resolve_targets", "run"]
 
@@ -74,12 +81,8 @@ def _checked_options(
         raise OptionError(
             f"timeout={timeout!r} must be a finite number of seconds > 0 (or None for no limit)"
         )
-    if dims is not None:
-        if not isinstance(dims, Mapping):
-            raise OptionError(f"dims={dims!r} must be a dict like {{'N': 1, 'D': 3}}")
-        bad = {k: v for k, v in dims.items() if not _whole_number(v) or v < 1}
-        if bad:
-            raise OptionError(f"dims {bad} must be whole numbers >= 1")
+    if dims is not None and not isinstance(dims, Mapping):
+        raise OptionError(f"dims={dims!r} must be a dict like {{'N': 1, 'D': 3}}")
     if not isinstance(shrink, bool):
         raise OptionError(f"shrink={shrink!r} must be True or False")
     try:
@@ -89,29 +92,37 @@ def _checked_options(
     return CheckOptions(timeout=timeout, mode=mode, oracles=chosen, tol=tolerances)  # type: ignore[arg-type]
 
 
-def _pinned(target: Target, dims: Mapping[str, int]) -> Target:
-    """``target`` with some symbols fixed (``--dims N=1``); unknown symbols and bad sizes are usage errors."""
+def _pinned(target: Target, dims: Mapping[str, Any]) -> Target:
+    """``target`` with some symbols fixed (``--dims N=1``), or some hyper-parameter choices (``pad=0``);
+    unknown names and bad sizes are usage errors."""
     if not isinstance(dims, Mapping):
         raise OptionError(f"dims={dims!r} must be a dict like {{'N': 1, 'D': 3}}")
-    unknown = sorted(set(dims) - set(target.dims))
+    unknown = sorted(set(dims) - set(target.dims) - set(target.choices))
     if unknown:
-        raise OptionError(
-            f"{target.name}: dims {unknown} are not symbols of it (symbols: {', '.join(target.dims)})"
-        )
-    bad = {k: v for k, v in dims.items() if not _whole_number(v) or v < 1}
+        known = ", ".join([*target.dims, *target.choices])
+        raise OptionError(f"{target.name}: dims {unknown} are not symbols of it (symbols: {known})")
+    sizes = {k: v for k, v in dims.items() if k in target.dims}
+    bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
     if bad:
         raise OptionError(f"{target.name}: dims {bad} must be whole numbers >= 1")
-    return dataclasses.replace(target, dims={**target.dims, **{k: (int(v),) for k, v in dims.items()}})
+    pinned = dataclasses.replace(target, dims={**target.dims, **{k: (int(v),) for k, v in sizes.items()}})
+    picked = {k: v for k, v in dims.items() if k in target.choices}
+    return pin_choices(pinned, picked) if picked else pinned
 
 
 def _first_failure(rows: list[CheckResult]) -> CheckResult | None:
     return next((r for r in rows if r.failed), None)
 
 
+def seeds_of(seed: int | Sequence[int] | str) -> tuple[int, ...]:
+    """The run's seeds: one (``0``), several (``[0, 1, 2]``), or as ``--seed`` takes them (``"0-9"``)."""
+    return parse_seeds(seed)
+
+
 def check_target(
     target: Target,
     *,
-    seed: int = 0,
+    seed: int | Sequence[int] | str = 0,
     cases: int | None = None,
     options: CheckOptions | None = None,
     dims: Mapping[str, int] | None = None,
@@ -120,12 +131,15 @@ def check_target(
     progress: Progress | None = None,
     position: tuple[int, int] = (0, 1),
 ) -> tuple[list[CheckResult], FunctionSummary]:
-    """Check one target over its planned cases; shrink the first failure.
+    """Check one target over its planned cases, for each seed in turn; shrink the first failure.
 
     ``dims`` pins some symbols (the others are fuzzed as usual); pinning all of them checks one case.
     ``progress`` is called before each case, while shrinking and when done, with a
     :class:`CaseProgress`; ``position``: (this target's index, how many the run checks).
+    Several seeds plan and draw the cases once per seed; every record says its seed, the case numbers
+    run on across seeds, and the summary covers them all.
     """
+    seeds = seeds_of(seed)
     options = options or CheckOptions()
 
     def tell(case: int, cases: int, stage: str = "case") -> None:
@@ -134,176 +148,50 @@ def check_target(
 
     started = time.perf_counter()
     planned = target if dims is None else _pinned(target, dims)
-    plan = plan_dims(planned, cases, seed)
-    if not plan:
+    plans = [(s, plan_dims(planned, cases, s)) for s in seeds]
+    if not plans[0][1]:
         raise RegistrationError(
             f"{target.name}: no dims satisfy dims= and constraint= (allowed sizes: "
             f"{', '.join(f'{k} in {list(v)}' for k, v in planned.dims.items())}); loosen them"
         )
     records: list[CheckResult] = []
-    outcomes: list[tuple[dict[str, int], bool]] = []
-    for index, (label, case_dims) in enumerate(plan):
-        tell(index, len(plan))
-        rows = check_case(target, make_case(target, case_dims, seed, index, label), options)
-        records.extend(rows)
-        outcomes.append((case_dims, any(r.failed for r in rows)))
+    outcomes: list[tuple[dict[str, Any], bool]] = []
+    failing_case: tuple[int, dict[str, Any]] | None = None
+    total = sum(len(plan) for _, plan in plans)
+    for run_seed, plan in plans:
+        for label, case_dims in plan:
+            tell(len(outcomes), total)
+            rows = check_case(target, make_case(target, case_dims, run_seed, len(outcomes), label), options)
+            records.extend(rows)
+            failed = any(r.failed for r in rows)
+            outcomes.append((case_dims, failed))
+            if failed and failing_case is None:
+                failing_case = (run_seed, case_dims)
     first = _first_failure(records)
     shrunk = ""
-    if first is not None and shrink and len(plan) > 1:
-        failing = next(d for d, f in outcomes if f)
+    shrunk_seed = None
+    if first is not None and failing_case is not None and shrink and len(outcomes) > 1:
+        run_seed, failing = failing_case
         key = (first.check, first.target)
+        index = len(outcomes)
 
         def still_fails(candidate: dict[str, int]) -> bool:
-            tell(len(plan), len(plan), "shrink")
-            rows = check_case(target, make_case(target, candidate, seed, len(plan), "shrunk"), options)
+            tell(total, total, "shrink")
+            rows = check_case(target, make_case(target, candidate, run_seed, index, "shrunk"), options)
             return any(r.failed and (r.check, r.target) == key for r in rows)
 
-        smallest = shrink_dims(planned, failing, still_fails, seed)
+        smallest = shrink_dims(planned, failing, still_fails, run_seed)
         if smallest != failing and format_dims(smallest) not in {format_dims(d) for d, _ in outcomes}:
-            rows = check_case(target, make_case(target, smallest, seed, len(plan), "shrunk"), options)
+            rows = check_case(target, make_case(target, smallest, run_seed, index, "shrunk"), options)
             records.extend(rows)
             outcomes.append((smallest, any(r.failed for r in rows)))
-        shrunk = format_dims(smallest)
+        shrunk, shrunk_seed = format_dims(smallest), run_seed
     records = narrow_scale_names(records)
-    summary = _summarise(target, records, outcomes, time.perf_counter() - started, shrunk, seed, source)
-    tell(len(plan), len(plan), "done")
+    summary = summarise(
+        target, records, outcomes, time.perf_counter() - started, (shrunk, shrunk_seed), source
+    )
+    tell(total, total, "done")
     return records, summary
-
-
-def narrow_scale_names(records: list[CheckResult]) -> list[CheckResult]:
-    """A ``scaled`` factor named ambiguously in one case ("1/N or 1/H or 1/2" at N = H = 2) is named by
-    the candidates that every ``scaled`` row of the same gradient shares, when other cases' sizes tell
-    them apart. Each row's message stays true of its row: only candidates are removed."""
-    candidates: dict[tuple[str, str, bool], set[str]] = {}
-    for r in records:
-        found = r.evidence.get("diagnosis") if r.diagnosis == "scaled" else None
-        if found and found.get("names"):
-            key = (r.check, r.target, bool(found["inverse"]))
-            shared = candidates.setdefault(key, set(found["names"]))
-            shared &= set(found["names"])
-    narrowed = []
-    for r in records:
-        found = r.evidence.get("diagnosis") if r.diagnosis == "scaled" else None
-        shared = (
-            candidates.get((r.check, r.target, bool(found["inverse"])))
-            if found and found.get("names")
-            else None
-        )
-        if not found or not shared or shared >= set(found["names"]):
-            narrowed.append(r)
-            continue
-        dname = gradient_name(r.target)
-        old, _ = scaled_message(
-            dname, found["scale"], found["names"], found["inverse"], found.get("values", "")
-        )
-        names = [n for n in found["names"] if n in shared]
-        new, scale_name = scaled_message(
-            dname, found["scale"], names, found["inverse"], _values(found, names)
-        )
-        suffix = r.message[len(old) :] if r.message.startswith(old) else ""
-        details = {**found, "names": tuple(names), "scale_name": scale_name, "values": _values(found, names)}
-        narrowed.append(
-            dataclasses.replace(r, message=new + suffix, evidence={**r.evidence, "diagnosis": details})
-        )
-    return narrowed
-
-
-def _values(found: Mapping[str, Any], names: list[str]) -> str:
-    """`` (N=4, H=2)``: the sizes of the symbols in the candidate names."""
-    dims = found.get("dims", {})
-    used = [s for n in names for s in n.split("*") if s in dims]
-    used = list(dict.fromkeys(used))
-    return " (" + ", ".join(f"{s}={dims[s]}" for s in used) + ")" if used else ""
-
-
-def _degenerate(dims_text: str) -> list[str]:
-    """The symbols of size 1 in a case's dims (``"N=1, D=3"`` -> ``["N"]``): there some terms of a
-    gradient vanish (one class, one sample), so a code can be true of the case and not of the function."""
-    sizes = [part.split("=") for part in dims_text.split(", ") if "=" in part]
-    return [name for name, size in sizes if size.strip() == "1"]
-
-
-def _headline(failed_rows: list[CheckResult]) -> tuple[Counter[str], str, CheckResult | None]:
-    """(the codes that explain the informative failing rows, a note on the rest, the row to show first).
-
-    A case where a symbol has size 1 is degenerate: a code found only there is not the function's
-    headline, it is told as what it is ("at C=1 only: scaled"). When the function fails only at such
-    cases, their codes are all the evidence there is and stay the headline.
-    """
-    # A located step's code is told as the step's: "sign_flipped (in dsqrtvar)".
-    failed_rows = [
-        replace(r, diagnosis=f"{r.diagnosis} (in {r.first_wrong})")
-        if r.check == "localize" and r.diagnosis
-        else r
-        for r in failed_rows
-    ]
-    informative = [r for r in failed_rows if not _degenerate(r.dims)]
-    degenerate = [r for r in failed_rows if _degenerate(r.dims)]
-    if not informative:
-        codes = Counter(r.diagnosis for r in degenerate if r.diagnosis)
-        return codes, "", (degenerate[0] if degenerate else None)
-    codes = Counter(r.diagnosis for r in informative if r.diagnosis)
-    first = next((r for r in informative if r.diagnosis), informative[0])
-    notes = []
-    if not codes:
-        notes.append("no diagnosis explains the failures at informative shapes (every size >= 2)")
-    only_there: dict[str, set[str]] = {}
-    for r in degenerate:
-        if r.diagnosis and r.diagnosis not in codes:
-            only_there.setdefault(r.diagnosis, set()).update(f"{s}=1" for s in _degenerate(r.dims))
-    for code, where in only_there.items():
-        notes.append(
-            f"{code} at {' or '.join(sorted(where))} only, where a size-1 dimension can make a term of the "
-            "gradient vanish: true of those cases, not of the function"
-        )
-    return codes, "; ".join(notes), first
-
-
-def _summarise(
-    target: Target,
-    records: list[CheckResult],
-    outcomes: list[tuple[dict[str, int], bool]],
-    seconds: float,
-    shrunk: str,
-    seed: int,
-    source: str,
-) -> FunctionSummary:
-    failed_rows = [r for r in records if r.failed]
-    diagnoses, notes, first = _headline(failed_rows)
-    located = next((r for r in failed_rows if r.check == "localize"), None)
-    where_wrong = f"{located.first_wrong} at {located.location}" if located else ""
-    if located is None:
-        reason = next((r.evidence["not_located"] for r in failed_rows if "not_located" in r.evidence), "")
-        notes = "; ".join(n for n in (notes, f"not located: {reason}" if reason else "") if n)
-    pattern = shape_pattern(outcomes)
-    if pattern and pattern != "fails at every shape":
-        diagnoses["shape_dependent"] += 1
-    errs = [r.max_abs_err for r in records if r.max_abs_err == r.max_abs_err]
-    status = (
-        "pass" if not failed_rows else ("error" if all(r.status == "error" for r in failed_rows) else "fail")
-    )
-    reproduce = ""
-    if first is not None:
-        where = source or target.module or "MODULE"
-        pinned = (shrunk or first.dims).replace(" ", "")
-        reproduce = f"backprop-check run {where} --only {target.name} --seed {seed} --dims {pinned}"
-    return FunctionSummary(
-        function=target.name,
-        status=status,
-        cases=len(outcomes),
-        failed_cases=sum(f for _, f in outcomes),
-        checks=len(records),
-        failed_checks=len(failed_rows),
-        diagnoses=", ".join(f"{code} x{n}" if n > 1 else code for code, n in diagnoses.most_common()),
-        worst_abs_err=max(errs) if errs else float("nan"),
-        seconds=seconds,
-        shape_pattern=pattern,
-        shrunk_dims=shrunk,
-        reproduce=reproduce,
-        first_failure=f"[{first.check} {first.target}] {first.message}" if first is not None else "",
-        notes=notes,
-        where=where_wrong,
-    )
 
 
 def resolve_targets(items: str | Target | Iterable[str | Target]) -> list[tuple[Target, str]]:
@@ -345,7 +233,7 @@ def resolve_targets(items: str | Target | Iterable[str | Target]) -> list[tuple[
 def check(
     name: str | Target,
     *,
-    seed: int = 0,
+    seed: int | Sequence[int] | str = 0,
     cases: int | None = None,
     mode: str = "auto",
     oracles: Iterable[str] | None = None,
@@ -356,15 +244,13 @@ def check(
 ) -> Report:
     """Check one registered function; returns a :class:`Report` (renders itself in a notebook).
 
+    ``seed``: one seed, or several (``[0, 1, 2]``, ``"0-9"``): the cases are planned and drawn for each.
     ``timeout``: seconds one case of user code may take before it is reported as a hang.
     """
     if not isinstance(name, (str, Target)):
         raise TargetNotFound(
             f"check({name!r}): give one registered name or Target (bc.run takes lists and modules)"
         )
-    _checked_options(
-        seed=seed, cases=cases, mode=mode, oracles=oracles, tol=tol, dims=dims, shrink=shrink, timeout=timeout
-    )
     return run(
         [name],
         seed=seed,
@@ -381,7 +267,7 @@ def check(
 def run(
     targets: str | Target | Iterable[str | Target],
     *,
-    seed: int = 0,
+    seed: int | Sequence[int] | str = 0,
     cases: int | None = None,
     mode: str = "auto",
     oracles: Iterable[str] | None = None,
@@ -394,11 +280,23 @@ def run(
 ) -> Report:
     """Check every function a module (or ``.py`` file, or list of names) registers.
 
+    ``seed``: one seed, or several (``[0, 1, 2]``, ``"0-9"``); each record's ``seed`` says which it ran.
     ``progress``: called with a :class:`CaseProgress` before each case (the CLI's progress bar).
     Misused keywords raise :class:`~checker.errors.OptionError` before anything runs.
     """
+    try:
+        seeds = seeds_of(seed)
+    except RegistrationError as err:
+        raise OptionError(str(err)) from None
     options = _checked_options(
-        seed=seed, cases=cases, mode=mode, oracles=oracles, tol=tol, dims=dims, shrink=shrink, timeout=timeout
+        seed=seeds[0],
+        cases=cases,
+        mode=mode,
+        oracles=oracles,
+        tol=tol,
+        dims=dims,
+        shrink=shrink,
+        timeout=timeout,
     )
     if only is not None and (isinstance(only, str) or not isinstance(only, Iterable)):
         raise OptionError(f"only={only!r} must be a list of registered names, e.g. only=['affine']")
@@ -415,7 +313,7 @@ def run(
     for index, (target, source) in enumerate(resolved):
         rows, summary = check_target(
             target,
-            seed=seed,
+            seed=seeds,
             cases=cases,
             options=options,
             dims=dims,
@@ -427,7 +325,7 @@ def run(
         records.extend(rows)
         summaries.append(summary)
     settings: dict[str, Any] = {
-        "seed": seed,
+        "seed": seeds[0] if len(seeds) == 1 else list(seeds),
         "cases": cases,
         "mode": mode,
         "targets": [str(t) for t in ([targets] if isinstance(targets, (str, Target)) else targets)],

@@ -103,6 +103,19 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.read_csv(handle, keep_default_na=False, na_values=["nan"], dtype=str)
 
 
+def _same(before: str, after: str) -> bool:
+    """Equal text; for numbers, equal to 1e-6 relative or 1e-8 absolute: round-off in the last bits of an
+    error measure (a sum taken in another order on another machine, or on another number of threads)
+    is not behaviour."""
+    if before == after:
+        return True
+    try:
+        a, b = float(before), float(after)
+    except ValueError:
+        return False
+    return abs(a - b) <= 1e-8 + 1e-6 * max(abs(a), abs(b))
+
+
 def differences(name: str, fresh: pd.DataFrame) -> list[str]:
     """The rows of ``fresh`` that differ from the saved snapshot ``name`` (at most 20, as text)."""
     saved, now = read(name), as_text(fresh)
@@ -113,7 +126,7 @@ def differences(name: str, fresh: pd.DataFrame) -> list[str]:
     found: list[str] = []
     for index in range(len(saved)):
         before, after = saved.iloc[index], now.iloc[index]
-        changed = [c for c in saved.columns if before[c] != after[c]]
+        changed = [c for c in saved.columns if not _same(before[c], after[c])]
         if changed:
             found.append(
                 f"{name} row {index}: " + "; ".join(f"{c}: {before[c]!r} -> {after[c]!r}" for c in changed)

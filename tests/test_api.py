@@ -74,7 +74,7 @@ def affine():
         ({"tol": {"tolerance": 1}}, "tol has unknown keys ['tolerance']"),
         ({"tol": {"rtol": -1}}, "rtol=-1 must be a finite number >= 0"),
         ({"tol": "loose"}, "tol='loose' must be a dict"),
-        ({"seed": "0"}, "seed='0' must be a whole number"),
+        ({"seed": "zero"}, "seed='zero'"),
         ({"shrink": "no"}, "shrink='no' must be True or False"),
     ],
 )

@@ -789,7 +789,7 @@ def test_codes_list_every_code_given_here_and_elsewhere():
         "partial",
         "nonfinite",
     }
-    elsewhere = {"forward_mismatch", "mutates_input", "stateful", "shape_dependent"}
+    elsewhere = {"forward_mismatch", "mutates_input", "stateful", "shape_dependent", "forward_broadcast"}
     assert produced | elsewhere == set(CODES)
 
 

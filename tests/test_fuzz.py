@@ -82,7 +82,8 @@ def test_shape_pattern_words():
     assert shape_pattern([({"N": 1}, True), ({"N": 2}, True)]) == "fails at every shape"
     assert shape_pattern([({"N": 1}, False)]) == ""
     lucky = [({"N": 1, "D": 1}, False), ({"N": 2, "D": 3}, True), ({"N": 4, "D": 2}, True)]
-    assert shape_pattern(lucky) == "fails at every shape"  # a one-element pass proves nothing
+    # A one-element pass proves nothing, and the words say where it was.
+    assert shape_pattern(lucky) == "passes only where every size is 1 (too small to tell)"
 
 
 def test_a_correct_function_never_fails_across_many_seeds():

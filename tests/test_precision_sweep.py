@@ -69,7 +69,7 @@ def test_without_a_torch_reference_correct_code_still_passes_in_float32(target, 
 
 def test_every_readme_example_passes_at_every_precision_offset_and_scale():
     targets = _readme()
-    assert {"affine", "softmax_loss", "column_mlp"} <= {t.name for t in targets}
+    assert {"affine", "softmax_loss"} <= {t.name for t in targets} and len(targets) >= 4
     for target in targets:
         for label, variant in sweep_variants(target):
             report = bc.check(variant, seed=0)

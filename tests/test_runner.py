@@ -145,7 +145,7 @@ def test_gradient_accumulating_across_calls_is_stateful():
     report = check_backward("affine_accumulates", backward, forward=fresh_forward)
     bad = rows(report, "determinism", "w")
     assert len(bad) and bad.diagnosis.iloc[0] == "stateful"
-    assert "twice the first" in bad.message.iloc[0]
+    assert "dw doubles on a second backward: it accumulates (+=) across calls" in bad.message.iloc[0]
 
 
 def test_forward_that_differs_from_the_torch_reference_is_forward_mismatch():

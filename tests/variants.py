@@ -35,6 +35,17 @@ SWEEP: tuple[tuple[str, Any, float, float], ...] = (
 )
 
 
+def _same_signature(wrapper: Callable[..., Any], like: Callable[..., Any]) -> Callable[..., Any]:
+    """``wrapper`` answering ``inspect.signature`` as ``like`` does (a factory taking ``optimizer=``)."""
+    import inspect
+
+    try:
+        wrapper.__signature__ = inspect.signature(like)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        pass
+    return wrapper
+
+
 def _is_float(value: Any) -> bool:
     return getattr(getattr(value, "dtype", None), "kind", "") == "f"
 
@@ -88,6 +99,27 @@ def rewritten(
             return loss, chain(raw, "value_and_grad")
 
         changes = {"value_and_grad": loss_rewritten}
+    elif target.style == "object":
+        factory, (forward_name, backward_name) = target.layer, target.methods
+        assert factory is not None
+
+        def layer_rewritten(*args: Any, **kwargs: Any) -> Any:
+            # The object's own forward and backward, shadowed on the instance by casting versions.
+            layer = factory(*args, **kwargs)
+            forward, backward = getattr(layer, forward_name), getattr(layer, backward_name)
+            setattr(
+                layer,
+                forward_name,
+                lambda *xs, **kw: forward(*(cast(x) if _is_float(x) else x for x in xs), **kw),
+            )
+            setattr(
+                layer,
+                backward_name,
+                lambda *ds, **kw: backward(*(cast(d) if _is_float(d) else d for d in ds), **kw),
+            )
+            return layer
+
+        changes = {"layer": _same_signature(layer_rewritten, factory)}
     else:
         loss = target.loss
         assert loss is not None
@@ -133,6 +165,8 @@ def sweep_variants(target: bc.Target) -> list[tuple[str, bc.Target]]:
     for label, dtype, offset, scale in SWEEP:
         if dtype is np.float16 and target.name not in FLOAT16_SENSIBLE:
             continue
+        if (target.style == "object" or target.unroll is not None) and (offset or scale != 1.0):
+            continue  # the layer's own parameters and a cell's state are not moved: precision only
         variants.append((label, rewritten(target, dtype=dtype, offset=offset, scale=scale)))
     return variants
 

@@ -13,7 +13,7 @@ import numpy as np
 from checker.compare import Tolerance
 from checker.presentation.words import gradient_name
 
-#: Every diagnosis code of the harness; the last five are given by other checks, not by this package.
+#: Every diagnosis code of the harness; the last six are given by other checks, not by this package.
 CODES = (
     "unreduced_broadcast",
     "mean_instead_of_sum",
@@ -31,6 +31,7 @@ CODES = (
     "mutates_input",
     "stateful",
     "shape_dependent",
+    "forward_broadcast",
 )
 
 
@@ -67,6 +68,8 @@ class GradientContext:
     douts: tuple[np.ndarray, ...] = ()
     #: model style: the batch symbol and its size (``("N", 4)``), the data's leading or trailing axis
     batch: tuple[str, int] | None = None
+    #: what the user's backward calls its (first) upstream gradient: ``dnext_h``, ``dvalues``
+    dout_name: str = "dout"
 
     @property
     def grad_name(self) -> str:

@@ -59,15 +59,21 @@ def diagnose_gradient(
     if found is not None:
         return found
     if g.shape != t.shape:
-        return _diagnose_other_shape(g, t, context, tol)
+        return _in_user_terms(_diagnose_other_shape(g, t, context, tol), context)
     if compare_arrays(g, t, tol).passed:
         return NO_DIAGNOSIS
-    return _diagnose_same_shape(g, t, context, tol)
+    return _in_user_terms(_diagnose_same_shape(g, t, context, tol), context)
 
 
 def diagnose_shape(actual_shape: Sequence[int], context: GradientContext) -> Diagnosis:
     """Name a wrong shape from the shapes alone: size-1 axes, a permutation, or unsummed axes."""
-    return shape_rules.shape_only(tuple(int(s) for s in actual_shape), tuple(context.param_shape), context)
+    found = shape_rules.shape_only(tuple(int(s) for s in actual_shape), tuple(context.param_shape), context)
+    return _in_user_terms(found, context)
+
+
+def _in_user_terms(found: Diagnosis, ctx: GradientContext) -> Diagnosis:
+    message = wording.in_user_terms(found.message, ctx)
+    return found if message == found.message else Diagnosis(found.code, message, found.details)
 
 
 def _first(

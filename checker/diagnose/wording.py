@@ -6,6 +6,7 @@ only spell them. Names come from the user's own spec: ``db``, ``N=4``, ``(D, M) 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from checker.compare import Comparison
@@ -422,3 +423,14 @@ def _axis_word(ndim: int, axis: int, ctx: GradientContext) -> str:
 def _cut(indices: list[int]) -> str:
     shown = ", ".join(str(i) for i in indices[:_MAX_LISTED])
     return f"[{shown}{', ...' if len(indices) > _MAX_LISTED else ''}]"
+
+
+_DOUT = re.compile(r"\bdout\b")
+
+
+def in_user_terms(message: str, ctx: GradientContext) -> str:
+    """``message`` with the upstream gradient called what the user's backward calls it (``dnext_h``,
+    ``dvalues``) instead of ``dout``: the rules word every message with ``dout``."""
+    if ctx.dout_name == "dout" or not ctx.dout_name:
+        return message
+    return _DOUT.sub(ctx.dout_name, message)

@@ -7,7 +7,8 @@ exception inside the harness.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ __all__ = [
     "as_gradient_array",
     "build_model",
     "call_forward",
+    "detached",
+    "dout_names",
     "normalize_gradients",
     "scalar_objective",
 ]
@@ -67,26 +70,67 @@ class ReturnProblem:
     message: str
 
 
+def dout_names(backward: Callable[..., Any] | None, count: int) -> tuple[str, ...]:
+    """The names the user's backward gives its upstream gradients (``dnext_h``, ``dnext_c``): its first
+    ``count`` positional parameters; ``dout`` (``dout1``, ``dout2``) when its signature does not say."""
+    fallback = ("dout",) if count == 1 else tuple(f"dout{i + 1}" for i in range(count))
+    try:
+        parameters = list(inspect.signature(backward).parameters.values()) if backward else []
+    except (TypeError, ValueError):
+        return fallback
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = [p.name for p in parameters[:count] if p.kind in positional]
+    return tuple(names) if len(names) == count else fallback
+
+
+def _output_names(target: Target) -> str:
+    """``next_h, next_c``: the outputs named after the backward's upstream gradients (``dnext_h``)."""
+    names = dout_names(target.backward, target.outputs)
+    return ", ".join(n[1:] if n.startswith("d") and len(n) > 1 else n for n in names)
+
+
 def _split_outputs(result: Any, target: Target, where: str) -> tuple[tuple[Any, ...], Any]:
     expected = target.outputs + 1
     if not isinstance(result, tuple) or len(result) != expected:
         shape = f"a tuple of {len(result)}" if isinstance(result, tuple) else type(result).__name__
-        outs = "out" if target.outputs == 1 else ", ".join(f"out{i + 1}" for i in range(target.outputs))
-        raise UserError(f"{where} returned {shape}; expected a tuple ({outs}, cache)", where)
+        raise UserError(f"{where} returned {shape}; expected a tuple ({_output_names(target)}, cache)", where)
     return result[:-1], result[-1]
 
 
 def call_forward(
-    target: Target, values: Mapping[str, Any], hyper: Mapping[str, Any]
+    target: Target,
+    values: Mapping[str, Any],
+    hyper: Mapping[str, Any],
+    forward: Callable[..., Any] | None = None,
 ) -> tuple[tuple[Any, ...], Any]:
-    """Run a layer's forward on ``values`` (in spec order); returns ``(outputs, cache)``."""
-    assert target.forward is not None
-    where = f"{getattr(target.forward, '__name__', 'forward')}"
+    """Run a layer's forward on ``values`` (in spec order); returns ``(outputs, cache)``.
+
+    ``forward``: the callable to run instead of ``target.forward`` (a layer object's, an unrolled cell's).
+    """
+    forward = forward or target.forward
+    assert forward is not None
+    where = f"{getattr(forward, '__name__', 'forward')}"
     try:
-        result = target.forward(*(values[n] for n in target.inputs), **hyper)
+        result = forward(*(values[n] for n in target.inputs), **hyper)
+    except UserError:
+        raise
     except USER_ERRORS as err:
         raise UserError(f"{where} raised {describe_exception(err)}", where) from err
     return _split_outputs(result, target, where)
+
+
+def detached(value: Any, depth: int = 0) -> Any:
+    """``value`` with every array in it copied (tuples, lists and dicts rebuilt): what a backward returned,
+    kept as it was, whatever a second call does to the arrays it returned (``+=`` into a buffer)."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if depth > 2:
+        return value
+    if type(value) in (tuple, list):
+        return type(value)(detached(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return {k: detached(v, depth + 1) for k, v in value.items()}
+    return value
 
 
 def build_model(target: Target, dims: Mapping[str, int]) -> Any:
@@ -122,31 +166,36 @@ def scalar_objective(
     hyper: Mapping[str, Any],
     douts: Sequence[Any],
     model: Any = None,
+    function: Callable[..., Any] | None = None,
 ) -> Any:
     """The checked scalar ``L``: ``sum(out * dout)`` for a layer, the loss for a loss or model.
 
     ``values`` may hold numpy arrays or torch._numpy arrays; the arithmetic follows their type.
+    ``function``: the callable to run instead of the target's own forward, ``value_and_grad`` or
+    ``loss`` (the same one wrapped so that its random draws repeat, a layer object's, an unrolled cell's).
     """
-    if target.style == "layer":
-        outs, _ = call_forward(target, values, hyper)
+    if target.takes_dout:
+        outs, _ = call_forward(target, values, hyper, function)
         total = 0.0
         for out, dout in zip(outs, douts, strict=True):
             total = total + (out * dout).sum()
         return total
     if target.style == "loss":
-        assert target.value_and_grad is not None
-        where = getattr(target.value_and_grad, "__name__", "value_and_grad")
+        value_and_grad = function or target.value_and_grad
+        assert value_and_grad is not None
+        where = getattr(value_and_grad, "__name__", "value_and_grad")
         try:
-            result = target.value_and_grad(*(values[n] for n in target.inputs), **hyper)
+            result = value_and_grad(*(values[n] for n in target.inputs), **hyper)
         except USER_ERRORS as err:
             raise UserError(f"{where} raised {describe_exception(err)}", where) from err
         return _loss_of(result, where)
-    assert target.loss is not None
+    loss = function or target.loss
+    assert loss is not None
     for name in model.params:
         if name in values:
             model.params[name] = values[name]
     try:
-        result = target.loss(model, *(values[n] for n in target.inputs))
+        result = loss(model, *(values[n] for n in target.inputs))
     except USER_ERRORS as err:
         raise UserError(f"loss(model, ...) raised {describe_exception(err)}", "loss") from err
     return _loss_of(result, "loss")

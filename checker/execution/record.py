@@ -70,6 +70,13 @@ class Execution:
     shadow: dict[str, np.ndarray] = field(default_factory=dict)
     #: a forward that returned outputs the checks cannot use (wrong count, refused values): the message
     forward_problem: str = ""
+    #: what the user's backward calls its upstream gradients (``dnext_h``, ``dnext_c``), for messages
+    dout_names: tuple[str, ...] = ()
+    #: a forward that gave two different results for the same inputs (its random draws escape the
+    #: harness's reset): the message; then ``objective`` is None, nothing can be judged against it
+    unrepeatable: str = ""
+    #: the forward lint's findings (:class:`checker.oracles.broadcast_lint.Broadcast`), from the autograd trace
+    broadcasts: tuple[Any, ...] = ()
 
     @property
     def second_call_failed(self) -> UserError | None:

@@ -74,16 +74,17 @@ def in_process_answers(
             )
         else:
             found["torch_reference"] = ref.gradients
-            user_outs = run.outputs if target.style == "layer" else (np.array(run.value),)
+            user_outs = run.outputs if target.takes_dout else (np.array(run.value),)
             exact_tol = for_precision(tol.exact, run.eps)
             rows.extend(forward_rows(user_outs, ref.outputs, exact_tol, time.perf_counter() - started))
-    if "autograd" in which:
+    if "autograd" in which and run.objective is not None:
         namespaces = [f.__globals__ for f in target.user_functions.values() if hasattr(f, "__globals__")]
         auto = torch_numpy.autograd_gradients(
             run.objective, dict(case.arrays) | run.param_values, run.differentiable, run.value, namespaces
         )
         run.eps = max(run.eps, auto.eps)
         run.shadow = auto.shadow
+        run.broadcasts = auto.broadcasts
         if auto.skipped:
             rows.append(CheckResult("grad_autograd", "", "skip", auto.skipped, oracle="torch_numpy"))
         else:

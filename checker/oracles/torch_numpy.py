@@ -26,11 +26,13 @@ import numpy as np
 
 from checker.compare import FLOAT64_EPS, precision_floor
 from checker.execution.user_code import USER_ERRORS, UserError, describe_exception
+from checker.oracles.broadcast_lint import Broadcast, BroadcastWatch
 
 __all__ = [
     "AutogradResult",
     "autograd_gradients",
     "available",
+    "numpy_random_stream",
     "numpy_rebound",
     "traced_inputs",
     "user_modules",
@@ -55,14 +57,17 @@ class AutogradResult:
     eps: float = FLOAT64_EPS
     #: the gradients of the same forward run as if written in float64 (only when it computes below)
     shadow: dict[str, np.ndarray] = field(default_factory=dict)
+    #: elementwise operations of the forward that paired every entry of two operands (the lint)
+    broadcasts: tuple[Broadcast, ...] = ()
 
 
-def _precision_mode(promote: bool) -> Any:
+def _precision_mode(promote: bool, watch: BroadcastWatch | None = None) -> Any:
     """A torch function mode that keeps the machine epsilon of the least precise float tensor any torch
     call returns while it is active: the precision the forward really computes in, intermediates included.
 
     With ``promote`` it also turns every such tensor into float64 as it is made: the forward then runs
-    as if written in float64 (its float64 *shadow*), whatever dtypes it casts to.
+    as if written in float64 (its float64 *shadow*), whatever dtypes it casts to. ``watch`` sees every
+    call (the broadcast lint).
     """
     import torch
     from torch.overrides import TorchFunctionMode
@@ -81,7 +86,10 @@ def _precision_mode(promote: bool) -> Any:
             self.eps = FLOAT64_EPS
 
         def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            return lower(func(*args, **(kwargs or {})), self)
+            result = func(*args, **(kwargs or {}))
+            if watch is not None:
+                watch.observe(func, args, kwargs, result)
+            return lower(result, self)
 
     return LowestPrecision()
 
@@ -94,7 +102,8 @@ def warm_up() -> None:
         import torch._numpy as tnp
 
         leaf = torch.ones(2, dtype=torch.float64, requires_grad=True)
-        total = tnp.sum(tnp.exp(tnp.asarray(leaf)) * 2.0)
+        # A numpy operand (a layer's dout) imports torch's symbolic machinery on first use: seconds.
+        total = tnp.sum(tnp.exp(tnp.asarray(leaf)) * np.full(2, 2.0))
         torch.autograd.grad(total.tensor, [leaf])
     except Exception:
         pass
@@ -164,6 +173,20 @@ def numpy_rebound(
                 namespace[key] = np
 
 
+@contextmanager
+def numpy_random_stream() -> Iterator[None]:
+    """``np.random.*`` under torch._numpy draws from numpy's own global generator, not torch's: a dropout
+    mask traced is then the mask the plain forward drew (the harness seeds both the same way)."""
+    import torch._numpy.random as tnp_random
+
+    original = tnp_random.use_numpy_random
+    tnp_random.use_numpy_random = lambda: True
+    try:
+        yield
+    finally:
+        tnp_random.use_numpy_random = original
+
+
 def autograd_gradients(
     objective: Callable[[Mapping[str, Any]], Any],
     values: Mapping[str, np.ndarray],
@@ -183,15 +206,18 @@ def autograd_gradients(
         import torch._numpy  # noqa: F401
     except Exception as err:  # pragma: no cover - depends on the torch build
         return AutogradResult({}, skipped=f"torch._numpy unavailable ({describe_exception(err)})")
-    traced = _traced_gradients(objective, values, differentiable, namespaces, promote=False)
+    watch = BroadcastWatch({})
+    traced = _traced_gradients(objective, values, differentiable, namespaces, promote=False, watch=watch)
+    found = tuple(watch.found)
     if isinstance(traced, str):
-        return AutogradResult({}, skipped=traced)
+        return AutogradResult({}, skipped=traced, broadcasts=found)
     value, gradients, eps = traced
     if not (np.isfinite(value) and np.isfinite(expected_value)):
         return AutogradResult(
             {},
             value,
             skipped=f"the forward's value is not finite (L={expected_value:.6g}): nothing to differentiate",
+            broadcasts=found,
         )
     # The traced forward runs the same operations in the same dtypes, but torch may sum in another order.
     rtol = max(1e-9, precision_floor(eps))
@@ -203,13 +229,14 @@ def autograd_gradients(
             value,
             skipped=f"under torch._numpy the forward gives L={value:.12g}, numpy gives {expected_value:.12g}",
             eps=eps,
+            broadcasts=found,
         )
     shadow: dict[str, np.ndarray] = {}
     if eps > FLOAT64_EPS:
         promoted = _traced_gradients(objective, values, differentiable, namespaces, promote=True)
         if not isinstance(promoted, str) and abs(promoted[0] - value) <= 10 * rtol * max(1.0, abs(value)):
             shadow = promoted[1]
-    return AutogradResult(gradients, value, eps=eps, shadow=shadow)
+    return AutogradResult(gradients, value, eps=eps, shadow=shadow, broadcasts=found)
 
 
 def traced_inputs(
@@ -243,15 +270,24 @@ def _traced_gradients(
     namespaces: Sequence[dict[str, Any]],
     *,
     promote: bool,
+    watch: BroadcastWatch | None = None,
 ) -> tuple[float, dict[str, np.ndarray], float] | str:
-    """(L, gradients, the precision seen) of ``objective`` traced under torch._numpy, or why it could not be."""
+    """(L, gradients, the precision seen) of ``objective`` traced under torch._numpy, or why it could not
+    be; ``watch`` (the broadcast lint) learns the inputs' tensors by name and sees every call."""
     import torch
     import torch._numpy as tnp
 
     leaves, traced = traced_inputs(values, differentiable)
-    mode = _precision_mode(promote)
+    if watch is not None:
+        watch.names = {id(array.tensor): name for name, array in traced.items()}
+    mode = _precision_mode(promote, watch)
     try:
-        with numpy_rebound(tnp, user_modules(), namespaces), warnings.catch_warnings(), mode:
+        with (
+            numpy_rebound(tnp, user_modules(), namespaces),
+            numpy_random_stream(),
+            warnings.catch_warnings(),
+            mode,
+        ):
             warnings.simplefilter("ignore")
             total = objective(traced)
     except UserError as err:

@@ -57,7 +57,7 @@ def reference_gradients(
             result = target.torch_forward(*(tensors[n] for n in target.inputs), **hyper)
             leaves = {n: tensors[n] for n in differentiable}
         outs = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-        if target.style == "layer":
+        if target.takes_dout:
             total = sum(
                 (o * torch.as_tensor(d, dtype=torch.float64)).sum() for o, d in zip(outs, douts, strict=True)
             )
