@@ -37,12 +37,11 @@ SWEEP: tuple[tuple[str, Any, float, float], ...] = (
 
 def _same_signature(wrapper: Callable[..., Any], like: Callable[..., Any]) -> Callable[..., Any]:
     """``wrapper`` answering ``inspect.signature`` as ``like`` does (a factory taking ``optimizer=``)."""
+    import contextlib
     import inspect
 
-    try:
+    with contextlib.suppress(TypeError, ValueError):  # a builtin without a signature keeps the wrapper's
         wrapper.__signature__ = inspect.signature(like)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        pass
     return wrapper
 
 
