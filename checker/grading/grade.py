@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checker.grading.imports import parse_source
 from checker.grading.judge import ExerciseGrade, grade_exercise, run_problem
 from checker.grading.plan import plan_exercises
 from checker.grading.records import Limits, SubmissionRun, clean_text
@@ -35,7 +36,7 @@ def defined_names(submission: Path) -> set[str]:
     names: set[str] = set()
     for path in _sources(submission):
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            tree = parse_source(path.read_text(encoding="utf-8", errors="replace"))
         except (SyntaxError, ValueError, MemoryError, RecursionError, OSError):
             continue  # that submission's own run reports the problem; the others are graded as usual
         names |= {

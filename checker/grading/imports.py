@@ -16,13 +16,27 @@ Pure: source text in, records out. Imports only the standard library.
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass
 
-__all__ = ["FORBIDDEN_MODULES", "ForbiddenImport", "forbidden_imports"]
+__all__ = ["FORBIDDEN_MODULES", "ForbiddenImport", "forbidden_imports", "parse_source"]
 
 FORBIDDEN_MODULES: tuple[str, ...] = ("checker", "reference_impls", "torch", "jax", "tensorflow", "autograd")
 
 _IMPORT_HOOKS = ("meta_path", "path_hooks")
+
+
+# ast.parse is not thread-safe on CPython before 3.12: the AST constructor keeps its recursion depth
+# in one per-interpreter counter, so two threads parsing at once (the grader reads submissions on
+# ``jobs`` threads) can fail with "SystemError: AST constructor recursion depth mismatch" (gh-106905).
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_source(source: str, filename: str = "<submission>") -> ast.Module:
+    """``ast.parse``, one thread at a time. Raises what ``ast.parse`` raises (``SyntaxError``,
+    ``MemoryError`` or ``RecursionError`` for 20,000 nested brackets, ``ValueError`` for NUL bytes)."""
+    with _PARSE_LOCK:
+        return ast.parse(source, filename=filename)
 
 
 @dataclass(frozen=True)
@@ -67,7 +81,7 @@ def forbidden_imports(
     the error itself.
     """
     try:
-        tree = ast.parse(source, filename=filename or "<submission>")
+        tree = parse_source(source, filename=filename or "<submission>")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return []  # the worker reports why the source cannot be compiled (20,000 nested brackets, say)
     found: list[ForbiddenImport] = []
