@@ -49,10 +49,12 @@ _WAIT_S = 60.0  # how long a run waits for a free uid before it is that run's gr
 _RETRY_S = 0.05
 
 
-def lock_folder() -> Path:
-    """Root's private folder of per-uid lock files (created on first use); raises ``SandboxUnavailable``
-    when it exists but is not a folder owned by root with mode 0700."""
-    base = Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
+def lock_folder(base: Path | None = None) -> Path:
+    """Root's private folder of per-uid lock files in ``base`` (``/run``, else the temporary folder),
+    created on first use; raises ``SandboxUnavailable`` when it exists but is not a folder owned by
+    root with mode 0700 (someone else could then hold or break the locks)."""
+    if base is None:
+        base = Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
     folder = base / LOCK_FOLDER_NAME
     with suppress(FileExistsError):
         folder.mkdir(mode=0o700)
