@@ -27,10 +27,15 @@ pytestmark = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _spare_uids(count: int = 2) -> range:
-    """uids that no grader leases and no other test process uses (one range per process)."""
+@pytest.fixture
+def spare_uids():
+    """Two uids that no grader leases and no other test process uses (one range per process); their
+    lock files go when the test ends."""
     start = 300_000 + 8 * (os.getpid() % 50_000)
-    return range(start, start + count)
+    uids = range(start, start + 2)
+    yield uids
+    for uid in uids:
+        (lock_folder() / f"{uid}.lock").unlink(missing_ok=True)
 
 
 def test_concurrent_leases_get_distinct_uids_from_the_sandbox_range():
@@ -47,8 +52,8 @@ def test_a_sandbox_never_gets_a_uid_that_is_leased_while_it_starts():
     assert run.isolation["uid"] in SANDBOX_UIDS and run.isolation["uid"] != held
 
 
-def test_a_uid_leased_by_another_grader_process_is_skipped():
-    spare = _spare_uids()
+def test_a_uid_leased_by_another_grader_process_is_skipped(spare_uids):
+    spare = spare_uids
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -74,8 +79,8 @@ def test_a_uid_leased_by_another_grader_process_is_skipped():
         assert uid == spare.start
 
 
-def test_a_uid_that_any_process_runs_as_is_skipped():
-    spare = _spare_uids()
+def test_a_uid_that_any_process_runs_as_is_skipped(spare_uids):
+    spare = spare_uids
     squatter = subprocess.Popen(["sleep", "600"], user=spare.start, group=spare.start, extra_groups=[])
     try:
         assert spare.start in uids_in_use()
@@ -91,8 +96,8 @@ def test_uids_named_in_passwd_are_never_leased():
         pass  # uid 0 is root
 
 
-def test_when_no_uid_is_free_the_lease_fails_after_waiting_and_says_why():
-    spare = _spare_uids(1)
+def test_when_no_uid_is_free_the_lease_fails_after_waiting_and_says_why(spare_uids):
+    spare = spare_uids[:1]
     with lease_uid(spare), pytest.raises(RuntimeError) as refused, lease_uid(spare, wait_s=0.3):
         pass
     assert str(refused.value).startswith(f"no sandbox uid was free for 0.3 s: all of {spare.start}-")
