@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checker.grading.imports import parse
+from checker.grading.imports import parse_source
 from checker.grading.plan import plan_exercises
 from checker.grading.records import Limits, SubmissionRun, clean_text
 from checker.grading.runs import NO_SANDBOX, run_many
@@ -36,7 +36,7 @@ def defined_names(submission: Path) -> set[str]:
     names: set[str] = set()
     for path in _sources(submission):
         try:
-            tree = parse(path.read_text(encoding="utf-8", errors="replace"))
+            tree = parse_source(path.read_text(encoding="utf-8", errors="replace"))
         except (SyntaxError, ValueError, MemoryError, RecursionError, OSError):
             continue  # that submission's own run reports the problem; the others are graded as usual
         names |= {

@@ -19,11 +19,24 @@ import ast
 import threading
 from dataclasses import dataclass
 
-__all__ = ["FORBIDDEN_MODULES", "ForbiddenImport", "forbidden_imports"]
+__all__ = ["FORBIDDEN_MODULES", "ForbiddenImport", "forbidden_imports", "parse_source"]
 
 FORBIDDEN_MODULES: tuple[str, ...] = ("checker", "reference_impls", "torch", "jax", "tensorflow", "autograd")
 
 _IMPORT_HOOKS = ("meta_path", "path_hooks")
+
+
+# ast.parse is not thread-safe on CPython before 3.12: the AST constructor keeps its recursion depth
+# in one per-interpreter counter, so two threads parsing at once (the grader reads submissions on
+# ``jobs`` threads) can fail with "SystemError: AST constructor recursion depth mismatch" (gh-106905).
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_source(source: str, filename: str = "<submission>") -> ast.Module:
+    """``ast.parse``, one thread at a time. Raises what ``ast.parse`` raises (``SyntaxError``,
+    ``MemoryError`` or ``RecursionError`` for 20,000 nested brackets, ``ValueError`` for NUL bytes)."""
+    with _PARSE_LOCK:
+        return ast.parse(source, filename=filename)
 
 
 @dataclass(frozen=True)
@@ -56,18 +69,6 @@ class ForbiddenImport:
         )
 
 
-#: CPython 3.11 builds AST objects with a recursion counter shared between threads: two ``ast.parse``
-#: at once (the grader's pool threads) can fail with "SystemError: AST constructor recursion depth
-#: mismatch". One parse at a time.
-_PARSE_LOCK = threading.Lock()
-
-
-def parse(source: str, filename: str = "<submission>") -> ast.Module:
-    """``ast.parse``, one thread at a time (see ``_PARSE_LOCK``)."""
-    with _PARSE_LOCK:
-        return ast.parse(source, filename=filename)
-
-
 def forbidden_imports(
     source: str, *, filename: str = "", forbidden: tuple[str, ...] = FORBIDDEN_MODULES
 ) -> list[ForbiddenImport]:
@@ -80,8 +81,8 @@ def forbidden_imports(
     the error itself.
     """
     try:
-        tree = parse(source, filename or "<submission>")
-    except (SyntaxError, ValueError, MemoryError, RecursionError, SystemError):
+        tree = parse_source(source, filename=filename or "<submission>")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         return []  # the worker reports why the source cannot be compiled (20,000 nested brackets, say)
     found: list[ForbiddenImport] = []
 

@@ -11,11 +11,13 @@
   numpy's own folder and ``numpy.libs`` at ``/sandbox/packages``, and the worker script at
   ``/sandbox/worker``. Nothing else of the host: no other package (torch, pandas, the project, the
   answer key), no home folder, no ``/etc``, no ``/tmp``.
-- **who runs it**: the grader's own user, or, when the grader is root, ``SANDBOX_UID`` (65534): bwrap is
-  then started as that unprivileged uid, so the sandbox is built with unprivileged user namespaces in
-  both cases and the kernel counts ``RLIMIT_NPROC`` (a process running as uid 0 is exempt from it).
-  Whatever that uid cannot read (an interpreter under ``/root``) is *staged*: hard-linked (or copied)
-  into a private, world-readable folder that is bound at the original path inside the sandbox.
+- **who runs it**: the grader's own user, or, when the grader is root, a uid of the sandbox's own,
+  leased from ``SANDBOX_UIDS`` for that one sandbox (``sandbox_uids.py``): bwrap is then started as that
+  unprivileged uid, so the sandbox is built with unprivileged user namespaces in both cases and the
+  kernel counts ``RLIMIT_NPROC`` (a process running as uid 0 is exempt from it), and no process outside
+  the sandbox runs as its uid. Whatever those uids cannot read (an interpreter under ``/root``) is
+  *staged*: hard-linked (or copied) into a private, world-readable folder that is bound at the original
+  path inside the sandbox.
 
 When no sandbox can be made, ``SandboxUnavailable`` says why and how to get one. This module only
 prepares; ``sandbox.py`` builds and ends the sandboxes.
@@ -37,9 +39,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PACKAGES", "SANDBOX_UID", "WORKER_DIR", "Runtime", "SandboxUnavailable", "prepare_runtime"]
+__all__ = ["PACKAGES", "WORKER_DIR", "Runtime", "SandboxUnavailable", "prepare_runtime"]
 
-SANDBOX_UID = 65534  # nobody: the uid bwrap runs as when the grader is root
 PACKAGES = "/sandbox/packages"  # numpy's folder is bound here, read-only
 WORKER_DIR = "/sandbox/worker"
 WORKER_FILES = ("worker.py", "worker_values.py")
@@ -71,8 +72,8 @@ class Runtime:
 
     ``binds``: (host source, path inside) pairs, all read-only; ``masks``: folders inside those binds
     hidden behind an empty read-only tmpfs; ``symlinks``: (target, link) pairs the dynamic loader
-    follows (``/lib64 -> usr/lib64``); ``run_as``: (uid, gid) bwrap is started as, None for the grader's
-    own user."""
+    follows (``/lib64 -> usr/lib64``); ``uids``: the uids bwrap is started as, one leased per sandbox
+    (the grader as root), None for the grader's own user."""
 
     bwrap: str
     bwrap_version: str
@@ -81,12 +82,15 @@ class Runtime:
     masks: tuple[str, ...]
     symlinks: tuple[tuple[str, str], ...]
     library_path: str
-    run_as: tuple[int, int] | None
+    uids: range | None
     staged: str | None = None
 
     def describe(self) -> str:
-        """One line for reports: ``bwrap 0.11.0 (namespaces: user, pid, ipc, net, mount, uts) as uid 65534``."""
-        who = f"uid {self.run_as[0]}" if self.run_as else f"uid {os.getuid()} (the grader's user)"
+        """One line for reports: ``bubblewrap 0.11.0 (new user, ... namespaces) as a uid of its own ...``."""
+        if self.uids:
+            who = f"a uid of its own (one of {self.uids.start}-{self.uids.stop - 1}, leased per sandbox)"
+        else:
+            who = f"uid {os.getuid()} (the grader's user)"
         return f"bubblewrap {self.bwrap_version} (new user, pid, ipc, net, mount, uts namespaces) as {who}"
 
 
@@ -188,9 +192,13 @@ def _build() -> Runtime:
         os.path.join(d, m) for d in stdlib for m in _HIDDEN_IN_STDLIB if os.path.isdir(os.path.join(d, m))
     ]
     links = _symlink_hops(_elf_interpreter(interpreter))
-    run_as = (SANDBOX_UID, SANDBOX_UID) if os.geteuid() == 0 else None
+    uids = None
     staged = None
-    if run_as is not None:
+    if os.geteuid() == 0:
+        from checker.grading.sandbox_uids import SANDBOX_UIDS, lock_folder
+
+        lock_folder()  # a folder that cannot hold the locks is refused now, before any submission runs
+        uids = SANDBOX_UIDS
         staged, bwrap, binds = _stage_unreachable(bwrap, binds)
         for mask in masks if staged else ():
             os.makedirs(staged + mask, mode=0o755, exist_ok=True)  # a mount point for the mask
@@ -202,7 +210,7 @@ def _build() -> Runtime:
         masks=tuple(masks),
         symlinks=tuple(links),
         library_path=":".join(libraries),
-        run_as=run_as,
+        uids=uids,
         staged=staged,
     )
 
@@ -308,7 +316,7 @@ def _link_or_copy(source: str, target: str) -> None:
 def _stage_unreachable(
     bwrap: str, binds: list[tuple[str, str]]
 ) -> tuple[str | None, str, list[tuple[str, str]]]:
-    """Mirror into a world-readable folder what the sandbox uid cannot read; bind the mirror instead."""
+    """Mirror into a world-readable folder what the sandbox uids cannot read; bind the mirror instead."""
     todo = [b for b in binds if not _reachable_by_others(b[0])]
     bwrap_home = _bwrap_files(bwrap)
     if not todo and _reachable_by_others(bwrap):

@@ -15,8 +15,11 @@ command line, run by the runtime's interpreter) in a sandbox made for this run o
   namespace, including children that detached with ``setsid``. The tmpfs folders, IPC objects and
   network namespace go with it. Nothing of one run reaches the next.
 
+When the grader is root, bwrap is started as a uid leased for this sandbox alone (``sandbox_uids.py``):
+no process outside it runs as that uid, so none can signal, trace or count against its processes.
+
 Memory, CPU time, file size and process count are rlimits that the worker sets on itself before any
-student code runs (``RLIMIT_NPROC`` counts per user namespace, so it bounds this sandbox only). The
+student code runs (``RLIMIT_NPROC`` counts the processes of its uid, which only this sandbox has). The
 sandbox judges nothing and decodes nothing: the result pipe's bytes go to ``on_result``.
 
 ``run_unsandboxed`` is the ``--no-sandbox`` path for trusted code: the same command in a plain
@@ -34,12 +37,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from checker.grading.records import Limits
 from checker.grading.runtime import PACKAGES, Runtime, SandboxUnavailable
+from checker.grading.sandbox_uids import lease_uid
 
 __all__ = ["SUBMISSION_DIR", "Excerpt", "Outcome", "run_isolated", "run_unsandboxed", "verify"]
 
@@ -154,16 +158,22 @@ def run_isolated(
             str(result_fd),
         ]
 
-    return _run(argv, stdin, limits, on_result, runtime, options, cwd="/")
+    with lease_uid(runtime.uids) if runtime.uids else nullcontext(None) as uid:
+        # bwrap starts with an empty environment and sets the sandbox's own (--clearenv, --setenv)
+        return _run(argv, stdin, limits, on_result, {}, options, "/", uid)
 
 
 def run_unsandboxed(
     command: Sequence[str], stdin: Path, limits: Limits, on_result: Callable[[bytes], str | None]
 ) -> Outcome:
     """``--no-sandbox``: the command as a plain subprocess of the grader's user. Trusted code only."""
+
+    def argv(result_fd: int, _args_fd: int) -> list[str]:
+        return [*command, str(result_fd)]
+
     home = tempfile.mkdtemp(prefix="bc-nosandbox-")
     try:
-        return _run(lambda fd, _: [*command, str(fd)], stdin, limits, on_result, None, None, cwd=home)
+        return _run(argv, stdin, limits, on_result, _environment(None, home), None, home, None)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -173,15 +183,17 @@ def _run(
     stdin: Path,
     limits: Limits,
     on_result: Callable[[bytes], str | None],
-    runtime: Runtime | None,
+    env: dict[str, str],
     options: bytes | None,
     cwd: str,
+    run_as: int | None,
 ) -> Outcome:
+    """``options``: bwrap's, sent on a pipe (None: no sandbox); ``run_as``: the uid and gid to start the
+    command as (None: the grader's own)."""
     start = time.monotonic()
     deadline = start + limits.timeout_s
     read_fd, write_fd = os.pipe()
     args_read, args_write = os.pipe() if options is not None else (-1, -1)
-    run_as = runtime.run_as if runtime is not None else None
     try:
         with stdin.open("rb") as request:
             process = subprocess.Popen(
@@ -191,11 +203,11 @@ def _run(
                 stderr=subprocess.PIPE,
                 pass_fds=(write_fd, args_read) if options is not None else (write_fd,),
                 cwd=cwd,
-                env={} if runtime is not None else _environment(None, cwd),
+                env=env,
                 start_new_session=True,
-                user=run_as[0] if run_as else None,
-                group=run_as[1] if run_as else None,
-                extra_groups=[] if run_as else None,
+                user=run_as,
+                group=run_as,
+                extra_groups=[] if run_as is not None else None,
                 umask=0o022,
             )
     except BaseException:
@@ -227,7 +239,7 @@ def _run(
             if stream is not None:
                 stream.close()
     code = process.returncode
-    if runtime is not None and code > 128 and not state["stopped"]:
+    if options is not None and code > 128 and not state["stopped"]:
         code = -(code - 128)  # bwrap: killed by signal N -> exit code 128 + N
     ended = time.monotonic()
     return Outcome(stdout, stderr, code, state["timed_out"], state["stopped"], ended - start, ended)
@@ -361,7 +373,7 @@ def explain_failure(runtime: Runtime, stderr: str, returncode: int) -> str:
             "if this runs in a container, the container must allow user namespaces (Docker's default seccomp "
             "profile blocks them: run it with `--security-opt seccomp=unconfined`, or grade on a VM or CI runner)"
         )
-    who = f" as uid {runtime.run_as[0]}" if runtime.run_as else ""
+    who = f" as uid {runtime.uids.start}-{runtime.uids.stop - 1}" if runtime.uids else ""
     return (
         f"no sandbox can be made for the submissions: {runtime.bwrap}{who} failed with: {said[:300]}. "
         + "; ".join(causes)

@@ -91,6 +91,8 @@ def run_problem(run: SubmissionRun) -> str:
         )
     if run.import_error:
         return f"could not be imported: {run.import_error}"
+    if run.timed_out and run.signal == "SIGXCPU":
+        return f"timed out (limit {limits.for_worker()['cpu_s']} s of CPU time)"
     if run.timed_out:
         return f"timed out (limit {limits.timeout_s:g} s wall clock)"
     if run.memory_exceeded:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.grading.test_sandbox import SUBMISSIONS, _processes_with
+from tests.grading.test_sandbox import DAEMON_MARKER, SUBMISSIONS, _processes_with
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-of-the-ci"
@@ -55,6 +55,7 @@ def _plant(folder: Path, out_dir: Path, site: Path) -> list[str]:
     for name in EXPECTED:
         source = SUBMISSIONS / ("correct_affine.py" if name.startswith("honest") else f"{name}.py")
         text = source.read_text().replace("@OUT_DIR@", str(out_dir)).replace("@SITE_PACKAGES@", str(site))
+        text = text.replace("@MARKER@", DAEMON_MARKER)
         path = folder / f"{name}.py"
         path.write_text(text)
         paths.append(str(path))
@@ -198,7 +199,7 @@ def test_the_class_is_graded_and_every_attack_changes_only_its_own_score(graded)
 
 def test_outputs_are_not_rewritten_after_the_grader_exits(graded):
     assert graded["written"] and _digest(graded["out"]) == graded["written"]
-    assert _processes_with("bc-daemon-marker") == []
+    assert _processes_with(DAEMON_MARKER) == []
 
 
 def test_the_graders_packages_are_unchanged(graded):

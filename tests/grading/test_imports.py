@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import threading
+import time
+
 import pytest
 
-from checker.grading.imports import ForbiddenImport, forbidden_imports
+from checker.grading.imports import ForbiddenImport, forbidden_imports, parse_source
 
 
 @pytest.mark.parametrize(
@@ -58,3 +62,33 @@ def test_message_names_file_line_module_and_the_fix():
         "net.py line 2: imports torch.nn.functional; a submission may not import torch "
         "(forbidden: checker, reference_impls, torch, jax, tensorflow, autograd); compute gradients with numpy"
     )
+
+
+def test_sources_are_parsed_one_thread_at_a_time(monkeypatch):
+    """The grader reads submissions on several threads, and CPython's ast.parse before 3.12 is not
+    thread-safe (a spurious "SystemError: AST constructor recursion depth mismatch" cost a student
+    the whole submission): parsing is serialised."""
+    inside, most = 0, 0
+    count = threading.Lock()
+    parse = ast.parse
+
+    def slow_parse(*args, **kwargs):
+        nonlocal inside, most
+        with count:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.02)
+        try:
+            return parse(*args, **kwargs)
+        finally:
+            with count:
+                inside -= 1
+
+    monkeypatch.setattr(ast, "parse", slow_parse)
+    threads = [threading.Thread(target=forbidden_imports, args=("import torch",)) for _ in range(4)]
+    threads += [threading.Thread(target=parse_source, args=("x = 1",)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 1
