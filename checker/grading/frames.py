@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from checker.grading import worker_values as protocol
+from checker.grading.imports import PARSE_LOCK
 from checker.grading.records import CallError, CallResult, Returned, Value, article, clean_text
 
 __all__ = [
@@ -103,17 +104,19 @@ def load_npy(blob: bytes) -> np.ndarray:
     byte count before numpy allocates anything (a forged shape cannot make the grader allocate)."""
     stream = io.BytesIO(blob)
     version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    elif version == (2, 0):
-        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-    else:
-        raise ValueError(f"unsupported .npy version {version}")
+    with PARSE_LOCK:  # numpy reads the header with ast.literal_eval: one parse at a time (gh-106905)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
     if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
         raise ValueError(f"dtype {dtype} is not numeric")
     if math.prod(shape) * dtype.itemsize != len(blob) - stream.tell():
         raise ValueError("the array's bytes do not match its header")
-    array = np.load(io.BytesIO(blob), allow_pickle=False)
+    with PARSE_LOCK:
+        array = np.load(io.BytesIO(blob), allow_pickle=False)
     if type(array) is not np.ndarray or array.shape != tuple(shape) or array.dtype != dtype:
         raise ValueError("the array read back differs from its header")
     target = np.float64 if dtype.kind == "f" else np.int64 if dtype.kind in "iu" else np.bool_

@@ -21,7 +21,7 @@ from checker.grading.imports import parse_source
 from checker.grading.plan import plan_exercises
 from checker.grading.records import Limits, SubmissionRun, clean_text
 from checker.grading.runs import NO_SANDBOX, run_many
-from checker.grading.runtime import prepare_runtime
+from checker.grading.sandbox import prepare_runtime
 from checker.grading.scoring import ExerciseGrade, grade_exercise, run_problem
 
 __all__ = ["GradeReport", "defined_names", "grade", "select_exercises"]

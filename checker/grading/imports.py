@@ -29,13 +29,13 @@ _IMPORT_HOOKS = ("meta_path", "path_hooks")
 # ast.parse is not thread-safe on CPython before 3.12: the AST constructor keeps its recursion depth
 # in one per-interpreter counter, so two threads parsing at once (the grader reads submissions on
 # ``jobs`` threads) can fail with "SystemError: AST constructor recursion depth mismatch" (gh-106905).
-_PARSE_LOCK = threading.Lock()
+PARSE_LOCK = threading.Lock()
 
 
 def parse_source(source: str, filename: str = "<submission>") -> ast.Module:
     """``ast.parse``, one thread at a time. Raises what ``ast.parse`` raises (``SyntaxError``,
     ``MemoryError`` or ``RecursionError`` for 20,000 nested brackets, ``ValueError`` for NUL bytes)."""
-    with _PARSE_LOCK:
+    with PARSE_LOCK:
         return ast.parse(source, filename=filename)
 
 

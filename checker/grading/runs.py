@@ -37,8 +37,8 @@ from checker.grading import frames
 from checker.grading import worker_values as protocol
 from checker.grading.imports import FORBIDDEN_MODULES, ForbiddenImport, forbidden_imports
 from checker.grading.records import Call, CallError, CallResult, Limits, SubmissionRun, clean_text
-from checker.grading.runtime import PACKAGES, WORKER_DIR, Runtime, prepare_runtime
-from checker.grading.sandbox import SUBMISSION_DIR, Outcome, run_isolated, run_unsandboxed
+from checker.grading.runtime import PACKAGES, WORKER_DIR, Runtime
+from checker.grading.sandbox import SUBMISSION_DIR, Outcome, prepare_runtime, run_isolated, run_unsandboxed
 
 __all__ = ["NO_SANDBOX", "run_many", "run_submission"]
 

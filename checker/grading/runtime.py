@@ -1,6 +1,6 @@
 """What a sandbox is made of: the bwrap binary, and the read-only files a worker may see.
 
-``prepare_runtime()`` answers, once per grader process, "can a sandbox be made here, and from what?":
+``build_runtime()`` answers (``sandbox.prepare_runtime()`` once per grader process, verified), "can a sandbox be made here, and from what?":
 
 - **bwrap**: the distribution's ``bwrap`` on ``PATH`` when there is one (it has security updates and, on
   Ubuntu 23.10+, the AppArmor profile that lets it create user namespaces), else the binary that the
@@ -35,11 +35,12 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PACKAGES", "WORKER_DIR", "Runtime", "SandboxUnavailable", "prepare_runtime"]
+from checker.grading.sandbox_uids import SANDBOX_UIDS, SandboxUnavailable, lock_folder
+
+__all__ = ["PACKAGES", "WORKER_DIR", "Runtime", "SandboxUnavailable", "build_runtime", "remove_staged"]
 
 PACKAGES = "/sandbox/packages"  # numpy's folder is bound here, read-only
 WORKER_DIR = "/sandbox/worker"
@@ -52,6 +53,7 @@ import json, sys
 sys.path.append(sys.argv[1])
 stdlib = [p for p in sys.path[:-1]]
 import numpy, ctypes, json, struct, zipfile, resource, faulthandler, traceback, importlib.util, signal, io
+
 files = set()
 with open("/proc/self/maps") as maps:
     for line in maps:
@@ -60,10 +62,6 @@ with open("/proc/self/maps") as maps:
             files.add(parts[5].strip())
 print(json.dumps({"stdlib": stdlib, "maps": sorted(files), "numpy": numpy.__path__[0]}))
 """
-
-
-class SandboxUnavailable(RuntimeError):
-    """No sandbox can be made on this machine; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -92,27 +90,6 @@ class Runtime:
         else:
             who = f"uid {os.getuid()} (the grader's user)"
         return f"bubblewrap {self.bwrap_version} (new user, pid, ipc, net, mount, uts namespaces) as {who}"
-
-
-_lock = threading.Lock()
-_prepared: Runtime | None = None
-
-
-def prepare_runtime() -> Runtime:
-    """The runtime of this process (made and verified once); raises ``SandboxUnavailable``."""
-    global _prepared
-    with _lock:
-        if _prepared is None:
-            runtime = _build()
-            from checker.grading.sandbox import verify
-
-            try:
-                verify(runtime)
-            except SandboxUnavailable:
-                _remove(runtime.staged)
-                raise
-            _prepared = runtime
-        return _prepared
 
 
 # ------------------------------------------------------------------------------------ bwrap
@@ -166,7 +143,7 @@ def _bwrap_version(bwrap: str) -> str:
 # ------------------------------------------------------------------------------------ the runtime
 
 
-def _build() -> Runtime:
+def build_runtime() -> Runtime:
     bwrap = find_bwrap()
     version = _bwrap_version(bwrap)
     interpreter = os.path.realpath(sys.executable)
@@ -195,8 +172,6 @@ def _build() -> Runtime:
     uids = None
     staged = None
     if os.geteuid() == 0:
-        from checker.grading.sandbox_uids import SANDBOX_UIDS, lock_folder
-
         lock_folder()  # a folder that cannot hold the locks is refused now, before any submission runs
         uids = SANDBOX_UIDS
         staged, bwrap, binds = _stage_unreachable(bwrap, binds)
@@ -322,7 +297,7 @@ def _stage_unreachable(
     if not todo and _reachable_by_others(bwrap):
         return None, bwrap, binds
     root = tempfile.mkdtemp(prefix="backprop-check-runtime-")
-    atexit.register(_remove, root)
+    atexit.register(remove_staged, root)
     os.chmod(root, 0o755)
     for source in _outermost(s for s, _ in todo):
         _mirror(root, source)
@@ -362,6 +337,6 @@ def _bwrap_files(bwrap: str) -> list[str]:
     return [bwrap]
 
 
-def _remove(folder: str | None) -> None:
+def remove_staged(folder: str | None) -> None:
     if folder:
         shutil.rmtree(folder, ignore_errors=True)

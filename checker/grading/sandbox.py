@@ -35,6 +35,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
@@ -42,10 +43,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from checker.grading.records import Limits
-from checker.grading.runtime import PACKAGES, Runtime, SandboxUnavailable
+from checker.grading.runtime import PACKAGES, Runtime, SandboxUnavailable, build_runtime, remove_staged
 from checker.grading.sandbox_uids import lease_uid
 
-__all__ = ["SUBMISSION_DIR", "Excerpt", "Outcome", "run_isolated", "run_unsandboxed", "verify"]
+__all__ = [
+    "SUBMISSION_DIR",
+    "Excerpt",
+    "Outcome",
+    "prepare_runtime",
+    "run_isolated",
+    "run_unsandboxed",
+    "verify",
+]
 
 SUBMISSION_DIR = "/submission"
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -302,6 +311,25 @@ _CHECK = (
     "import sys; sys.path.append(sys.argv[1]); import numpy; "
     "import os; os.write(int(sys.argv[2]), b'ok ' + numpy.__version__.encode())"
 )
+
+
+_lock = threading.Lock()
+_prepared: Runtime | None = None
+
+
+def prepare_runtime() -> Runtime:
+    """The runtime of this process (made and verified once); raises ``SandboxUnavailable``."""
+    global _prepared
+    with _lock:
+        if _prepared is None:
+            runtime = build_runtime()
+            try:
+                verify(runtime)
+            except SandboxUnavailable:
+                remove_staged(runtime.staged)
+                raise
+            _prepared = runtime
+        return _prepared
 
 
 def verify(runtime: Runtime) -> None:

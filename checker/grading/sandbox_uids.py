@@ -39,9 +39,12 @@ from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
 
-from checker.grading.runtime import SandboxUnavailable
 
-__all__ = ["SANDBOX_UIDS", "lease_uid", "lock_folder", "uids_in_use"]
+class SandboxUnavailable(RuntimeError):
+    """No sandbox can be made on this machine; the message says why and what to do."""
+
+
+__all__ = ["SANDBOX_UIDS", "SandboxUnavailable", "lease_uid", "lock_folder", "uids_in_use"]
 
 SANDBOX_UIDS = range(69_000, 69_256)
 LOCK_FOLDER_NAME = "backprop-check-uids"

@@ -12,7 +12,8 @@ import pytest
 from checker.cli import main
 from checker.grading import runtime, sandbox
 from checker.grading.records import Limits
-from checker.grading.runtime import PACKAGES, SandboxUnavailable, prepare_runtime
+from checker.grading.runtime import PACKAGES, SandboxUnavailable
+from checker.grading.sandbox import prepare_runtime
 from checker.grading.sandbox_uids import SANDBOX_UIDS
 
 SUBMISSIONS = Path(__file__).parent / "submissions"
@@ -21,7 +22,7 @@ SUBMISSIONS = Path(__file__).parent / "submissions"
 @pytest.fixture
 def fresh_runtime(monkeypatch):
     """prepare_runtime() decides again in this test, and the real runtime comes back afterwards."""
-    monkeypatch.setattr(runtime, "_prepared", None)
+    monkeypatch.setattr(sandbox, "_prepared", None)
 
 
 def _fake_bwrap(folder: Path, message: str) -> str:
@@ -97,7 +98,7 @@ def test_disabled_user_namespaces_are_named_with_the_fix(monkeypatch, tmp_path):
     assert "No permissions to create a new namespace" in message
     assert "AppArmor restricts unprivileged user namespaces" in message
     assert "apt-get install bubblewrap" in message and "--no-sandbox" in message
-    assert runtime._prepared is None  # asked again next time
+    assert sandbox._prepared is None  # asked again next time
 
 
 @pytest.mark.usefixtures("fresh_runtime")
