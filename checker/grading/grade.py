@@ -13,15 +13,15 @@ from __future__ import annotations
 import ast
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from checker.grading.cluster import Engine, Interrupts, Progress, collect_runs, engine_for, not_graded_run
 from checker.grading.judge import ExerciseGrade, grade_exercise, run_problem
 from checker.grading.plan import plan_exercises
 from checker.grading.records import Limits, SubmissionRun, clean_text
-from checker.grading.runs import NO_SANDBOX, run_many
-from checker.grading.runtime import prepare_runtime
+from checker.grading.runs import NO_SANDBOX
 
 __all__ = ["GradeReport", "defined_names", "grade", "select_exercises"]
 
@@ -68,13 +68,17 @@ def select_exercises(
 
 @dataclass
 class GradeReport:
-    """Every grade, every worker run, and the settings; ``frame()`` is one row per submission x exercise."""
+    """Every grade, every worker run, and the settings; ``frame()`` is one row per submission x exercise.
+    ``not_graded``: submission -> why it was not graded (interrupted, or it ended every Dask worker it
+    ran on); its rows score 0 with status ``not graded``. ``interrupted``: the signal's name, or ""."""
 
     grades: list[ExerciseGrade]
     runs: list[SubmissionRun]
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     sandbox: str = ""
+    not_graded: dict[str, str] = field(default_factory=dict)
+    interrupted: str = ""
 
     @property
     def sandboxed(self) -> bool:
@@ -99,7 +103,7 @@ class GradeReport:
                 "max_score": g.max_score,
                 "passed_checks": g.passed,
                 "total_checks": g.total,
-                "status": g.status,
+                "status": "not graded" if g.submission in self.not_graded else g.status,
                 "diagnosis": g.diagnosis,
                 "hint": g.hint,
                 "message": g.message,
@@ -117,7 +121,9 @@ class GradeReport:
                     "max_score": most,
                     "passed_checks": sum(g.passed for g in self.grades if g.submission == submission),
                     "total_checks": sum(g.total for g in self.grades if g.submission == submission),
-                    "status": "passed" if score >= most else "failed",
+                    "status": "not graded"
+                    if submission in self.not_graded
+                    else ("passed" if score >= most else "failed"),
                     "diagnosis": "",
                     "hint": "",
                     "message": self.problem(submission),
@@ -128,6 +134,8 @@ class GradeReport:
         return pd.DataFrame(rows)
 
     def problem(self, submission: str) -> str:
+        if submission in self.not_graded:
+            return f"not graded: {self.not_graded[submission]}"
         run = next((r for r in self.runs if _name(Path(r.submission)) == submission), None)
         return run_problem(run) if run is not None else ""
 
@@ -148,24 +156,65 @@ def grade(
     limits: Limits | None = None,
     jobs: int = 2,
     sandboxed: bool = True,
+    scheduler: str | None = None,
+    engine: Engine | None = None,
+    progress: Progress | None = None,
+    interrupts: Interrupts | None = None,
 ) -> GradeReport:
     """Grade each submission on ``exercises``; a broken or hostile submission only hurts itself.
+
+    Where they run: ``engine`` (kept open), else the one ``scheduler`` names (``cluster.engine_for``:
+    None for the local pool of ``jobs`` threads, ``local:N`` or a Dask address; closed at the end).
+    An interruption (Ctrl-C; SIGTERM too under ``interrupts``) while submissions run returns a complete
+    report: what finished, and "not graded" rows for the rest (``GradeReport.interrupted`` says so).
 
     Raises ``SandboxUnavailable`` (before any submission runs) when no sandbox can be made, unless
     ``sandboxed=False``: trusted code only, and every output then says it ran without a sandbox."""
     from checker.grading import outputs
 
     started = time.perf_counter()
-    sandbox = prepare_runtime().describe() if sandboxed else NO_SANDBOX
-    outputs.warm_up()
-    paths = [Path(s) for s in submissions]
-    planned, arrays = plan_exercises(list(exercises), seed=seed, cases=cases)
-    calls = [c.call for c in planned]
-    runs = run_many(paths, calls, arrays, limits or Limits(), jobs=jobs, sandboxed=sandboxed)
+    owned = engine is None
+    engine = engine or engine_for(scheduler, jobs)
+    try:
+        sandbox = engine.sandbox(sandboxed)
+        outputs.warm_up()
+        paths = [Path(s) for s in submissions]
+        planned, arrays = plan_exercises(list(exercises), seed=seed, cases=cases)
+        calls = [c.call for c in planned]
+        limits = limits or Limits()
+        collected = collect_runs(
+            engine,
+            paths,
+            calls,
+            arrays,
+            limits,
+            sandboxed=sandboxed,
+            progress=progress,
+            interrupts=interrupts,
+        )
+    finally:
+        if owned:
+            engine.close()
+    runs = [
+        run or not_graded_run(path, calls, limits, sandbox, collected.not_graded[i])
+        for i, (path, run) in enumerate(zip(paths, collected.runs, strict=True))
+    ]
     grades: list[ExerciseGrade] = []
-    for path, run in zip(paths, runs, strict=True):
+    for i, (path, run) in enumerate(zip(paths, runs, strict=True)):
         for exercise in exercises:
             cases_of = [c for c in planned if c.exercise.name == exercise.name]
-            grades.append(grade_exercise(_name(path), exercise, cases_of, run))
-    settings = {"seed": seed, "cases": cases, "exercises": [e.name for e in exercises], "jobs": jobs}
-    return GradeReport(grades, runs, settings, time.perf_counter() - started, sandbox)
+            g = grade_exercise(_name(path), exercise, cases_of, run)
+            if i in collected.not_graded:
+                g = replace(g, message=f"not graded: {collected.not_graded[i]}", hint="", diagnosis="")
+            grades.append(g)
+    settings = {
+        "seed": seed,
+        "cases": cases,
+        "exercises": [e.name for e in exercises],
+        "jobs": jobs,
+        "engine": engine.description,
+    }
+    not_graded = {_name(paths[i]): reason for i, reason in sorted(collected.not_graded.items())}
+    return GradeReport(
+        grades, runs, settings, time.perf_counter() - started, sandbox, not_graded, collected.interrupted
+    )
