@@ -292,8 +292,10 @@ def collect_runs(
     sandboxed: bool,
     progress: Progress | None = None,
     interrupts: Interrupts | None = None,
+    on_run: Callable[[int, SubmissionRun], None] | None = None,
 ) -> Collected:
-    """Run every submission on ``engine``; an interruption stops the engine and leaves the rest not graded."""
+    """Run every submission on ``engine``; an interruption stops the engine and leaves the rest not graded.
+    ``on_run(index, run)`` is called as each run arrives (the grader judges it while others run)."""
     collected = Collected([None] * len(submissions))
     done = failed = 0
     if progress:
@@ -304,6 +306,8 @@ def collect_runs(
                 if finished.run is not None:
                     collected.runs[finished.index] = finished.run
                     failed += not finished.run.completed
+                    if on_run:
+                        on_run(finished.index, finished.run)
                 else:
                     collected.not_graded[finished.index] = finished.not_graded
                     failed += 1

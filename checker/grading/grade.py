@@ -182,6 +182,13 @@ def grade(
         planned, arrays = plan_exercises(list(exercises), seed=seed, cases=cases)
         calls = [c.call for c in planned]
         limits = limits or Limits()
+        cases_of = {e.name: [c for c in planned if c.exercise.name == e.name] for e in exercises}
+        judged: dict[int, list[ExerciseGrade]] = {}
+
+        def judge(index: int, run: SubmissionRun) -> None:
+            name = _name(paths[index])
+            judged[index] = [grade_exercise(name, e, cases_of[e.name], run) for e in exercises]
+
         collected = collect_runs(
             engine,
             paths,
@@ -191,6 +198,7 @@ def grade(
             sandboxed=sandboxed,
             progress=progress,
             interrupts=interrupts,
+            on_run=judge,  # each run is judged as it arrives, while the others run
         )
     finally:
         if owned:
@@ -200,13 +208,14 @@ def grade(
         for i, (path, run) in enumerate(zip(paths, collected.runs, strict=True))
     ]
     grades: list[ExerciseGrade] = []
-    for i, (path, run) in enumerate(zip(paths, runs, strict=True)):
-        for exercise in exercises:
-            cases_of = [c for c in planned if c.exercise.name == exercise.name]
-            g = grade_exercise(_name(path), exercise, cases_of, run)
-            if i in collected.not_graded:
-                g = replace(g, message=f"not graded: {collected.not_graded[i]}", hint="", diagnosis="")
-            grades.append(g)
+    for i, run in enumerate(runs):
+        if i in collected.not_graded:
+            judge(i, run)
+            why = f"not graded: {collected.not_graded[i]}"
+            judged[i] = [replace(g, message=why, hint="", diagnosis="") for g in judged[i]]
+        elif i not in judged:  # the interruption came while it was being judged
+            judge(i, run)
+        grades += judged[i]
     settings = {
         "seed": seed,
         "cases": cases,
