@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--workers", default="2", help="comma-separated LocalCluster sizes (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    sizes = [int(n) for n in args.workers.split(",")]
+    sizes = [int(n) for n in args.workers.split(",") if n.strip()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -64,10 +64,12 @@ def main() -> int:
             finally:
                 engine.close()
             wrong = [
-                (g.submission, g.exercise)
+                (g.submission, g.exercise, g.score, g.message[:120])
                 for g in report.grades
                 if (g.score == g.max_score) != truth[(g.submission, g.exercise)]
             ]
+            for example in wrong[:5]:
+                print("   not as planted:", example)
             scores = _scores(report)
             same = reference is None or scores.equals(reference)
             reference = scores if reference is None else reference

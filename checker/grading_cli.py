@@ -163,7 +163,9 @@ def _grade(args: argparse.Namespace) -> int:
             return 2
         finally:
             engine.close()
-        return _show(report, args)
+        code = _show(report, args)
+    # a signal that came after the submissions had run waited for the reports; it still ends the run
+    return 128 + interrupts.signal if interrupts.signal else code
 
 
 def _show(report: Any, args: argparse.Namespace) -> int:
@@ -209,12 +211,9 @@ def _show(report: Any, args: argparse.Namespace) -> int:
         + (f"; {len(report.not_graded)} not graded" if report.not_graded else "")
     )
     if report.interrupted:
-        import signal
-
         console.print(
             f"interrupted by {report.interrupted}: the reports hold what finished and a 'not graded' row "
             "for the rest",
             markup=False,
         )
-        return 128 + int(signal.Signals[report.interrupted])
     return 0 if ok else 1

@@ -40,11 +40,17 @@ __all__ = [
     "Progress",
     "collect_runs",
     "engine_for",
+    "grader_failure",
     "not_graded_run",
     "parse_scheduler",
 ]
 
 INTERRUPTED = "the grading was interrupted before this submission finished"
+#: Runs of one submission after the first when the grader itself failed on it (not the student): both
+#: engines retry, since such failures are the machine's (a full disk) or transient (CPython 3.11's
+#: ``ast.parse`` raises a spurious SystemError when two threads parse at once, gh-106905).
+RETRIES = 2
+_GRADER_FAILED = "the grader failed: "
 INSTALL_HINT = 'pip install -e ".[cluster]"'
 
 
@@ -131,12 +137,23 @@ class LocalPool:
                     index = todo.get_nowait()
                 except queue.Empty:
                     return
+                done.put(one(index))
+
+        def one(index: int) -> Finished:
+            attempts = 0
+            while True:
+                attempts += 1
                 try:
                     run = run_submission(submissions[index], calls, arrays, limits, sandboxed=sandboxed)
-                except Exception as exc:  # no sandbox after all, or a bug of ours: that row says so
-                    done.put(Finished(index, None, f"the grader failed: {type(exc).__name__}: {exc}"))
-                else:
-                    done.put(Finished(index, run))
+                    failure = grader_failure(run)
+                except Exception as exc:  # no sandbox after all, or a bug of ours
+                    failure = f"{type(exc).__name__}: {clean_text(exc, 500)}"
+                if not failure:
+                    return Finished(index, run)
+                if attempts > RETRIES or self._stopping.is_set():
+                    return Finished(
+                        index, None, f"the grader failed on it on every attempt ({attempts}): {failure}"
+                    )
 
         # Daemon threads: after an interruption nothing waits for them (stop() ends their sandboxes).
         self._threads = [
@@ -158,6 +175,12 @@ class LocalPool:
 
     def close(self) -> None:
         self._stopping.set()
+
+
+def grader_failure(run: SubmissionRun) -> str:
+    """What went wrong on the grader's side of ``run`` ("" when nothing did: the run is the student's)."""
+    error = run.worker_error or ""
+    return error.removeprefix(_GRADER_FAILED) if error.startswith(_GRADER_FAILED) else ""
 
 
 def _end_own_sessions() -> None:

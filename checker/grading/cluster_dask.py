@@ -30,8 +30,9 @@ import numpy as np
 from distributed import Client, KilledWorker, LocalCluster, as_completed
 
 from checker.grading import cluster_task
-from checker.grading.cluster import ClusterUnavailable, Finished
+from checker.grading.cluster import RETRIES, ClusterUnavailable, Finished
 from checker.grading.cluster_task import (
+    GraderFailed,
     PackProblem,
     Request,
     code_digest,
@@ -58,7 +59,7 @@ class DaskEngine:
     or ("file", "scheduler.json")."""
 
     def __init__(
-        self, kind: str, where: int | str, *, retries: int = 2, connect_timeout: float = 30.0
+        self, kind: str, where: int | str, *, retries: int = RETRIES, connect_timeout: float = 30.0
     ) -> None:
         self.retries = retries
         self._cluster: LocalCluster | None = None
@@ -169,18 +170,32 @@ class DaskEngine:
                 self._in_flight[future] = index
                 completed.add(future)
 
-        fill()
-        while self._in_flight or unshipped:
-            while unshipped:
-                yield unshipped.pop()
+        def next_finished() -> Finished | None:
+            if unshipped:
+                return unshipped.pop()
             if not self._in_flight:
                 fill()
-                continue
+                if not self._in_flight:
+                    return unshipped.pop() if unshipped else None
             future = next(completed)
             index = self._in_flight.pop(future)
             finished = self._finished(index, future, submissions[index])
             future.release()
             fill()
+            return finished
+
+        while True:
+            try:
+                finished = next_finished()
+            except Exception as exc:  # the cluster itself failed (its scheduler was lost, say)
+                lost = f"the cluster failed before it ran it: {type(exc).__name__}: {clean_text(exc, 300)}"
+                rest = [*self._in_flight.values(), *waiting]
+                self._in_flight.clear()
+                yield from unshipped
+                yield from (Finished(index, None, lost) for index in rest)
+                return
+            if finished is None:
+                break
             yield finished
         self._shared.release()
         self._shared = None
@@ -197,11 +212,13 @@ class DaskEngine:
                 index, None, f"the cluster cancelled its task ({clean_text(exc, 300) or 'no reason given'})"
             )
         except Exception as exc:
+            said = (
+                clean_text(exc, 500)
+                if isinstance(exc, GraderFailed)
+                else f"{type(exc).__name__}: {clean_text(exc, 500)}"
+            )
             return Finished(
-                index,
-                None,
-                f"the grader failed on it on every attempt ({self.retries + 1}): "
-                f"{type(exc).__name__}: {clean_text(exc, 500)}",
+                index, None, f"the grader failed on it on every attempt ({self.retries + 1}): {said}"
             )
         if type(run) is not SubmissionRun:
             return Finished(index, None, f"the worker sent back a {type(run).__name__}, not a run record")

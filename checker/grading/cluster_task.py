@@ -26,6 +26,7 @@ import numpy as np
 from checker.grading.records import Call, Limits, SubmissionRun
 
 __all__ = [
+    "GraderFailed",
     "PackProblem",
     "PackedSubmission",
     "Request",
@@ -43,6 +44,10 @@ MAX_SHIPPED_FILES = 10_000
 
 class PackProblem(Exception):
     """The grader could not read a submission to ship it (the message says why)."""
+
+
+class GraderFailed(RuntimeError):
+    """The grader failed on a worker (not the student's doing): Dask retries the task elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -136,13 +141,15 @@ def _read(path: Path, room: int) -> bytes:
 def run_packed(request: Request, packed: PackedSubmission) -> SubmissionRun:
     """The Dask task: run one shipped submission in a sandbox on this machine. A failure of the grader
     itself (no sandbox here, a full disk) raises, so that Dask retries the task elsewhere."""
+    from checker.grading.cluster import grader_failure
     from checker.grading.runs import run_submission
 
     with tempfile.TemporaryDirectory(prefix="bc-cluster-") as folder:
         path = packed.materialize(Path(folder))
         run = run_submission(path, request.calls, request.arrays, request.limits, sandboxed=request.sandboxed)
-    if run.worker_error and run.worker_error.startswith("the grader failed"):
-        raise RuntimeError(run.worker_error)  # ours, not the student's: let Dask retry it
+    failure = grader_failure(run)
+    if failure:
+        raise GraderFailed(failure)
     return replace(run, submission=packed.origin)
 
 

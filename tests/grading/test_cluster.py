@@ -3,11 +3,15 @@ clearly what it cannot use. Each test starts its own LocalCluster of 2 worker pr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import dask
 import pandas as pd
@@ -216,3 +220,94 @@ def test_packing_ships_what_the_local_pool_would_copy_and_nothing_else(tmp_path)
     assert pack_submission(student).digest() == packed.digest()  # the same files, the same task key
     (student / "layers.py").write_text("A = 2\n")
     assert pack_submission(student).digest() != packed.digest()  # a changed file is a new task key
+
+
+@pytest.fixture
+def running_cluster(tmp_path):
+    """A scheduler and a worker command with 2 worker processes, started as a course would (``dask
+    scheduler`` / ``dask worker``), found through the scheduler file."""
+    dask_cli = str(Path(sys.executable).parent / "dask")
+    scheduler_file = tmp_path / "scheduler.json"
+    common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}
+    where = ["--scheduler-file", str(scheduler_file)]
+    scheduler = subprocess.Popen(
+        [dask_cli, "scheduler", *where, "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0"],
+        env=env,
+        **common,
+    )
+    workers = subprocess.Popen(
+        [dask_cli, "worker", *where, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"], **common
+    )
+    try:
+        yield scheduler_file, scheduler
+    finally:
+        for process in (workers, scheduler):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_an_existing_cluster_grades_from_its_scheduler_file(running_cluster, tmp_path):
+    scheduler_file, _ = running_cluster
+    for _ in range(600):  # the scheduler writes its file once it listens
+        if scheduler_file.exists():
+            break
+        time.sleep(0.1)
+    paths = _honest_and_slow(tmp_path, slow=0, honest=4)
+    report = grade(paths, [AFFINE], cases=1, scheduler=str(scheduler_file))
+    assert report.settings["engine"] == f"Dask cluster from {scheduler_file}"
+    assert not report.not_graded
+    assert {s: score for s, (score, _) in report.totals().items()} == {
+        p.stem: (0.0 if p.stem == "returns_zeros" else FULL) for p in paths
+    }
+
+
+def test_a_lost_scheduler_leaves_a_complete_report(running_cluster, tmp_path):
+    scheduler_file, scheduler = running_cluster
+    for _ in range(600):
+        if scheduler_file.exists():
+            break
+        time.sleep(0.1)
+    paths = _honest_and_slow(tmp_path, slow=4, honest=2)
+
+    def lose_the_scheduler(done: int, total: int, failed: int) -> None:
+        if done >= 1 and scheduler.poll() is None:
+            os.killpg(scheduler.pid, signal.SIGKILL)
+            scheduler.wait()
+
+    engine = DaskEngine("file", str(scheduler_file), connect_timeout=5)
+    try:
+        report = grade(paths, [AFFINE], cases=1, engine=engine, progress=lose_the_scheduler)
+    finally:
+        engine.close()
+    assert scheduler.returncode is not None
+    graded = set(report.totals()) - set(report.not_graded)
+    assert graded and report.not_graded  # what finished is kept, the rest says why it is missing
+    assert all(reason.startswith("the cluster") for reason in report.not_graded.values()), report.not_graded
+    assert len(report.runs) == len(paths)
+
+
+def test_the_local_pool_retries_a_run_the_grader_failed_and_then_says_so(tmp_path, monkeypatch):
+    from checker.grading import runs
+
+    real = runs.run_submission
+    calls: dict[str, int] = {}
+
+    def flaky(submission, *args, **kwargs):  # the grader fails on "unlucky" every time, on "once" once
+        name = Path(submission).stem
+        calls[name] = calls.get(name, 0) + 1
+        if name == "unlucky" or (name == "once" and calls[name] == 1):
+            raise SystemError("AST constructor recursion depth mismatch (before=30, after=50)")
+        return real(submission, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "run_submission", flaky)
+    for name in ("once", "unlucky"):
+        shutil.copy(SUBMISSIONS / "correct_affine.py", tmp_path / f"{name}.py")
+    report = grade([tmp_path / "once.py", tmp_path / "unlucky.py"], [AFFINE], cases=1)
+    assert calls == {"once": 2, "unlucky": 3}
+    assert report.totals()["once"] == (FULL, FULL)
+    assert report.not_graded == {
+        "unlucky": "the grader failed on it on every attempt (3): SystemError: AST constructor recursion "
+        "depth mismatch (before=30, after=50)"
+    }
