@@ -78,8 +78,8 @@ from torch.autograd.gradcheck import GradcheckError  # noqa: E402
 
 import checker as bc  # noqa: E402
 import reference_impls  # noqa: E402, F401  (registers the exercises)
-from checker.calls import call_forward, normalize_gradients, scalar_objective  # noqa: E402
 from checker.cases import Case, make_case  # noqa: E402
+from checker.execution.calls import call_forward, normalize_gradients, scalar_objective  # noqa: E402
 from checker.oracles.taylor import taylor_test  # noqa: E402
 from checker.registry import Target  # noqa: E402
 from checker.runner import CheckOptions, check_case  # noqa: E402

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from checker.compare import EXACT, FINITE_DIFFERENCE, Tolerance
-    from checker.errors import BackpropCheckError, RegistrationError, SpecError, TargetNotFound
-    from checker.registry import Target, Tolerances, get_target, register, variant
+    from checker.diagnose import CODES
+    from checker.errors import BackpropCheckError, OptionError, RegistrationError, SpecError, TargetNotFound
+    from checker.registry import OracleTolerances, Target, get_target, register, variant
+    from checker.report import read_frame
     from checker.results import COLUMNS, CheckResult, FunctionSummary, Report
     from checker.spec import const, labels, mask, positive, probability
     from checker.suite import check, run
@@ -26,28 +28,41 @@ __version__ = "0.1.0"
 
 _SOURCES = {
     "checker.compare": ("EXACT", "FINITE_DIFFERENCE", "Tolerance"),
-    "checker.errors": ("BackpropCheckError", "RegistrationError", "SpecError", "TargetNotFound"),
-    "checker.registry": ("Target", "Tolerances", "get_target", "register", "variant"),
+    "checker.diagnose": ("CODES",),
+    "checker.errors": (
+        "BackpropCheckError",
+        "OptionError",
+        "RegistrationError",
+        "SpecError",
+        "TargetNotFound",
+    ),
+    "checker.registry": ("OracleTolerances", "Target", "get_target", "register", "variant"),
+    "checker.report": ("read_frame",),
     "checker.results": ("COLUMNS", "CheckResult", "FunctionSummary", "Report"),
     "checker.spec": ("const", "labels", "mask", "positive", "probability"),
     "checker.suite": ("check", "run"),
 }
 _WHERE = {name: module for module, names in _SOURCES.items() for name in names}
+#: Names that hand out Reports: loading one loads the report module too, which gives every Report
+#: its writers (``report.write``, notebook rendering, ``print``) without the record layer importing it.
+_PRESENTED = frozenset({"Report", "check", "run", "read_frame"})
 
 __all__ = [
+    "CODES",
     "COLUMNS",
     "EXACT",
     "FINITE_DIFFERENCE",
     "BackpropCheckError",
     "CheckResult",
     "FunctionSummary",
+    "OptionError",
+    "OracleTolerances",
     "RegistrationError",
     "Report",
     "SpecError",
     "Target",
     "TargetNotFound",
     "Tolerance",
-    "Tolerances",
     "check",
     "const",
     "get_target",
@@ -55,6 +70,7 @@ __all__ = [
     "mask",
     "positive",
     "probability",
+    "read_frame",
     "register",
     "run",
     "variant",
@@ -64,6 +80,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'checker' has no attribute {name!r}")
+    if name in _PRESENTED:
+        importlib.import_module("checker.report")
     value = getattr(importlib.import_module(_WHERE[name]), name)
     globals()[name] = value
     return value

@@ -6,63 +6,31 @@ back from a sandboxed worker. Both get the same verdicts and the same diagnoses.
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from checker.compare import EXACT, Tolerance, compare_arrays
 from checker.diagnose import GradientContext, diagnose_gradient, diagnose_shape
+from checker.execution.calls import INTEGER_HINT, as_gradient_array
+from checker.execution.fingerprints import values_equal
+from checker.execution.record import MutationEvidence
+from checker.presentation.words import gradient_name, mismatch_text
 from checker.results import CheckResult
 
 __all__ = [
-    "as_gradient_array",
     "check_deterministic",
     "check_finite",
     "check_gradient",
     "check_shape",
     "check_unchanged",
-    "fingerprint",
     "gradient_name",
     "shape_text",
 ]
 
 
-def gradient_name(name: str) -> str:
-    """The name people give the gradient of ``name``: ``w`` -> ``dw``."""
-    return f"d{name}"
-
-
 def shape_text(shape: tuple[int, ...] | None) -> str:
     return "" if shape is None else str(tuple(int(s) for s in shape))
-
-
-_INTEGER_HINT = " (a gradient built with np.zeros_like of integer labels or indices stays integer)"
-
-
-def as_gradient_array(value: Any) -> tuple[np.ndarray | None, str]:
-    """A plain float64 ndarray made from a returned gradient, or ``(None, why not)``.
-
-    Subclasses (which could override comparisons) are rebuilt as base ndarrays from their bytes.
-    A Python or numpy float scalar is accepted as a 0-d array.
-    """
-    if isinstance(value, np.matrix):
-        return (
-            None,
-            "is a numpy.matrix (its * multiplies matrices), expected a plain ndarray: return np.asarray(...)",
-        )
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "fiub":
-            return None, f"has dtype {value.dtype}, expected a float array"
-        if value.dtype.kind != "f":
-            kind = "boolean" if value.dtype.kind == "b" else "integer"
-            return None, f"has {kind} dtype {value.dtype}, expected a float array"
-        return np.array(np.ndarray.view(value, np.ndarray), dtype=np.float64, copy=True), ""
-    if isinstance(value, (float, np.floating)) and not isinstance(value, bool):
-        return np.array(float(value), dtype=np.float64), ""
-    kind = "None" if value is None else type(value).__name__
-    return None, f"is a {kind}, expected a numpy array"
 
 
 def check_shape(
@@ -85,7 +53,7 @@ def check_shape(
             "shape",
             name,
             "fail",
-            f"{dname} {problem}{_INTEGER_HINT if 'integer dtype' in problem else ''}",
+            f"{dname} {problem}{INTEGER_HINT if 'integer dtype' in problem else ''}",
             expected_shape=shape_text(expected_shape),
         ), None
     if array.shape == tuple(expected_shape):
@@ -145,7 +113,20 @@ def check_gradient(
     context: GradientContext | None = None,
     note: str = "",
 ) -> CheckResult:
-    """The user's gradient of ``name`` against an oracle's, element-wise, with a diagnosis on failure."""
+    """The user's gradient of ``name`` against an oracle's, element-wise, with a diagnosis on failure.
+
+    An oracle gradient with NaN entries (the forward is not finite at this input) judges nothing: the
+    row is a ``skip`` that says so, and the ``finite`` check of the forward carries the failure.
+    """
+    if np.isnan(expected).any():
+        return CheckResult(
+            check,
+            name,
+            "skip",
+            f"the oracle's gradient has {int(np.isnan(expected).sum())} NaN entries (the forward is not finite "
+            f"at this input): {gradient_name(name)} is not judged here",
+            oracle=oracle,
+        )
     comparison = compare_arrays(actual, expected, tol)
     common = {
         "max_abs_err": comparison.max_abs_err,
@@ -161,77 +142,39 @@ def check_gradient(
     if found is not None and found.code:
         message = found.message
     else:
-        message = (
-            f"{dname} differs from {oracle}: Mismatched elements: {comparison.mismatch_summary}, "
-            f"Max absolute difference: {comparison.max_abs_err:.3g}, Max relative difference: {comparison.max_rel_err:.3g}"
-        )
+        message = f"{dname} differs from {oracle}: {mismatch_text(comparison)}"
+    evidence: dict[str, Any] = {"actual": actual, "expected": expected}
+    if found is not None and found.code:
+        evidence["diagnosis"] = found.details
     return CheckResult(
         check,
         name,
         "fail",
         message,
         diagnosis=found.code if found is not None else "",
-        evidence={"actual": actual, "expected": expected},
+        evidence=evidence,
         **common,
     )
 
 
-def _equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal values, NaN equal to NaN. Tries the plain comparison first: numpy's NaN-aware one copies
-    both arrays (boolean indexing), which would double a large check's peak memory."""
-    if np.array_equal(a, b):
-        return True
-    return a.dtype.kind in "fc" and np.array_equal(a, b, equal_nan=True)
-
-
-class Fingerprint(NamedTuple):
-    """Shape, dtype and CRC-32 of an array's bytes: tells a written array from an untouched one
-    without keeping a copy (a cs231n conv cache holds an im2col matrix 9x the size of x)."""
-
-    shape: tuple[int, ...]
-    dtype: str
-    crc: int
-
-
-def fingerprint(array: np.ndarray) -> Fingerprint | np.ndarray:
-    """The array's :class:`Fingerprint`, or a copy of it when its bytes cannot be read (object arrays)."""
-    if array.dtype.hasobject:
-        return array.copy()
-    data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-    return Fingerprint(array.shape, array.dtype.str, zlib.crc32(data))
-
-
-def _unchanged(old: np.ndarray | Fingerprint, new: Any) -> bool:
-    if isinstance(old, Fingerprint):
-        return isinstance(new, np.ndarray) and fingerprint(new) == old
-    return isinstance(new, np.ndarray) and new.shape == old.shape and _equal(new, old)
-
-
-def check_unchanged(where: str, before: Mapping[str, Any], after: Mapping[str, Any], by: str) -> CheckResult:
-    """Arrays passed to user code are unchanged after it returns (no writes into inputs, dout or cache).
-
-    ``before`` holds copies of the arrays or their :func:`fingerprint`; ``after`` the arrays themselves.
-    """
-    changed = [
-        name
-        for name, old in before.items()
-        if isinstance(old, (np.ndarray, Fingerprint)) and not _unchanged(old, after.get(name))
-    ]
-    if changed:
-        listed = ", ".join(changed)
+def check_unchanged(evidence: MutationEvidence) -> CheckResult:
+    """Arrays passed to user code are unchanged after it returns (no writes into inputs, dout or cache)."""
+    if evidence.changed:
+        listed = ", ".join(evidence.changed)
         return CheckResult(
             "mutation",
-            where,
+            evidence.where,
             "fail",
-            f"{by} modified {listed} in place; work on a copy (e.g. dx = dout.copy()) instead of writing into its arguments",
+            f"{evidence.by} modified {listed} in place; work on a copy (e.g. dx = dout.copy()) instead of "
+            "writing into its arguments",
             diagnosis="mutates_input",
         )
-    return CheckResult("mutation", where, "pass")
+    return CheckResult("mutation", evidence.where, "pass")
 
 
 def check_deterministic(name: str, first: np.ndarray, second: np.ndarray, by: str) -> CheckResult:
     """Calling backward twice on the same cache gives the same gradient (nothing accumulates)."""
-    if first.shape == second.shape and _equal(first, second):
+    if first.shape == second.shape and values_equal(first, second):
         return CheckResult("determinism", name, "pass")
     if first.shape == second.shape:
         err = float(np.max(np.abs(first - second))) if first.size else 0.0

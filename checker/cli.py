@@ -5,61 +5,41 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from checker.errors import BackpropCheckError
+from checker.errors import BackpropCheckError, OptionError
+from checker.presentation.options import (
+    parse_dims,
+    parse_names,
+    parse_seconds,
+    parse_tolerance,
+    parse_whole_number,
+    report_format,
+)
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-class _UsageError(Exception):
-    pass
+def _argument(parse: Callable[..., Any], *args: Any) -> Callable[[str], Any]:
+    """An argparse ``type=`` from a parser of :mod:`checker.presentation.options`: its
+    :class:`OptionError` becomes argparse's usage error, with the same words."""
 
-
-def _dims_argument(text: str) -> dict[str, int]:
-    """``N=1,D=3`` -> ``{"N": 1, "D": 3}``."""
-    dims: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise argparse.ArgumentTypeError(f"--dims {text!r}: expected SYMBOL=SIZE pairs like N=1,D=3")
-        dims[key.strip()] = int(value)
-    return dims
-
-
-def _oracles_argument(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = sorted(set(names) - {"fd", "torch", "autograd"})
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"--oracles {text!r}: choose from fd, torch, autograd (comma-separated)"
-        )
-    return names
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
-    return int(text)
-
-
-def _tolerance_argument(text: str) -> dict[str, float]:
-    """``rtol=1e-5,fd_rtol=1e-3`` -> dict."""
-    out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
+    def convert(text: str) -> Any:
         try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"--tol {text!r}: expected KEY=NUMBER pairs like rtol=1e-5,fd_rtol=1e-3"
-            ) from None
-        if not sep:
-            raise argparse.ArgumentTypeError(f"--tol {text!r}: expected KEY=NUMBER pairs")
-    return out
+            return parse(text, *args)
+        except OptionError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return convert
+
+
+def _oracles(text: str, name: str) -> list[str]:
+    from checker.suite import ORACLES
+
+    return parse_names(text, name, ORACLES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same cases"
     )
-    run.add_argument("--cases", type=_positive_int, default=None, help="cases per function (default 6)")
+    run.add_argument(
+        "--cases",
+        type=_argument(parse_whole_number, "", 1),
+        default=None,
+        help="cases per function (default 6)",
+    )
     run.add_argument(
         "--mode",
         choices=("auto", "full", "directional", "sampled"),
@@ -90,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--oracles",
-        type=_oracles_argument,
+        type=_argument(_oracles, ""),
         default=None,
         help="comma-separated oracles to run: fd, torch, autograd (default all three)",
     )
@@ -102,89 +87,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="check only this registered function; repeatable",
     )
     run.add_argument(
-        "--dims", type=_dims_argument, default=None, help="check exactly these dims, e.g. N=1,D=3,M=2"
+        "--dims",
+        type=_argument(parse_dims, ""),
+        default=None,
+        help="check exactly these dims, e.g. N=1,D=3,M=2",
     )
     run.add_argument(
-        "--tol", type=_tolerance_argument, default=None, help="tolerances, e.g. rtol=1e-6,fd_rtol=1e-4"
+        "--tol",
+        type=_argument(parse_tolerance, ""),
+        default=None,
+        help="tolerances, e.g. rtol=1e-6,fd_rtol=1e-4",
     )
     run.add_argument("--no-shrink", action="store_true", help="do not shrink a failing case")
     run.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds one case of user code may take (default 60)"
+        "--timeout",
+        type=_argument(parse_seconds, ""),
+        default=60.0,
+        help="seconds one case of user code may take (default 60)",
     )
-    run.add_argument("--quiet", action="store_true", help="print only the summary line")
+    run.add_argument("--quiet", action="store_true", help="print only the summary line (and no progress bar)")
     from checker import grading_cli
 
     grading_cli.add_commands(sub)
     return parser
 
 
-def _print_report(report: Any, quiet: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-    if not quiet:
-        table = Table(title="backprop-check", show_lines=False)
-        for column in ("function", "status", "cases", "failed", "diagnoses", "worst abs err", "seconds"):
-            table.add_column(
-                column,
-                justify="right" if column in ("cases", "failed", "worst abs err", "seconds") else "left",
-            )
-        for s in report.summaries:
-            colour = "green" if s.status == "pass" else "red"
-            table.add_row(
-                s.function,
-                f"[{colour}]{s.status}[/{colour}]",
-                str(s.cases),
-                str(s.failed_cases),
-                s.diagnoses,
-                f"{s.worst_abs_err:.2g}",
-                f"{s.seconds:.2f}",
-            )
-        console.print(table)
-        for s in report.summaries:
-            if s.status == "pass":
-                continue
-            console.print(f"[bold red]{s.function}[/bold red]: {s.first_failure}", markup=True)
-            if s.shape_pattern:
-                console.print(f"  shapes: {s.shape_pattern}")
-            if s.shrunk_dims:
-                console.print(f"  smallest failing dims: {s.shrunk_dims}")
-            console.print(f"  reproduce: {s.reproduce}")
-    failed = [s.function for s in report.summaries if s.status != "pass"]
-    total = len(report.summaries)
-    line = f"{total - len(failed)} passed, {len(failed)} failed" + (
-        f": {', '.join(failed)}" if failed else ""
-    )
-    console.print(line)
-
-
 def _run(args: argparse.Namespace) -> int:
-    from checker.report import FORMATS
+    from checker.presentation.terminal import RunProgress, console_for, print_report
+    from checker.report import write_report
     from checker.suite import run
 
     for path in args.report:  # before the run, not after minutes of it
-        if os.path.splitext(path)[1].lower() not in (*FORMATS, ".htm"):
-            raise _UsageError(
-                f"cannot write a report to {path!r}: the extension must be one of {', '.join(FORMATS)}"
-            )
-
-    report = run(
-        args.targets,
-        seed=args.seed,
-        cases=args.cases,
-        mode=args.mode,
-        oracles=args.oracles,
-        tol=args.tol,
-        dims=args.dims,
-        only=args.only,
-        shrink=not args.no_shrink,
-        timeout=args.timeout,
-    )
-    _print_report(report, args.quiet)
+        report_format(path)
+    console = console_for()
+    with RunProgress(console, enabled=not args.quiet) as progress:
+        report = run(
+            args.targets,
+            seed=args.seed,
+            cases=args.cases,
+            mode=args.mode,
+            oracles=args.oracles,
+            tol=args.tol,
+            dims=args.dims,
+            only=args.only,
+            shrink=not args.no_shrink,
+            timeout=args.timeout,
+            progress=progress,
+        )
+    print_report(console, report, quiet=args.quiet)
     for path in args.report:
-        written = report.write(path)
-        print(f"report written: {written}")
+        console.print(f"report written: {write_report(report, path)}", markup=False)
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
@@ -199,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         return int(args.handler(args))
-    except (BackpropCheckError, _UsageError, ValueError, OSError) as err:
+    except (BackpropCheckError, ValueError, OSError) as err:
         print(f"backprop-check: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except ImportError as err:

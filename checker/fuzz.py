@@ -8,9 +8,12 @@ pattern of failing shapes is summarised in words ("fails only when N = 1").
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from random import Random
 
 import numpy as np
@@ -27,6 +30,30 @@ __all__ = ["DEFAULT_CASES", "edge_dims", "plan_dims", "shape_pattern", "shrink_d
 #: Cases per function by default: the edge cases plus a hypothesis draw or two.
 DEFAULT_CASES = 6
 _QUIET = {"database": None, "deadline": None, "suppress_health_check": list(HealthCheck), "print_blob": False}
+
+
+@contextlib.contextmanager
+def _no_trace() -> Iterator[None]:
+    """Keep hypothesis from writing ``.hypothesis/`` into the user's folder while we draw dims.
+
+    ``database=None`` stops only the example database: hypothesis also caches the constants of
+    local modules (and other tables) under its storage directory, ``./.hypothesis`` by default.
+    Unless the user chose that folder (``HYPOTHESIS_STORAGE_DIRECTORY``), it points at a
+    temporary folder for the duration of our call and then back, so the user's own hypothesis
+    tests in the same process keep their storage.
+    """
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield
+        return
+    from hypothesis import configuration
+
+    previous = vars(configuration).get("__hypothesis_home_directory")
+    with tempfile.TemporaryDirectory(prefix="backprop-check-hypothesis-") as scratch:
+        configuration.set_hypothesis_home_dir(scratch)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(previous)
 
 
 def _satisfies(target: Target, dims: Mapping[str, int]) -> bool:
@@ -100,7 +127,8 @@ def drawn_dims(target: Target, count: int, seed: int) -> list[dict[str, int]]:
             drawn.append(dict(dims))
 
     try:
-        collect()
+        with _no_trace():
+            collect()
     except Unsatisfiable:
         return []
     unique: list[dict[str, int]] = []
@@ -141,12 +169,13 @@ def shrink_dims(
         return _satisfies(target, dims) and still_fails(dict(dims))
 
     try:
-        found = find(
-            dims_for(limits),
-            condition,
-            settings=settings(max_examples=budget, phases=[Phase.generate, Phase.shrink], **_QUIET),
-            random=Random(seed),
-        )
+        with _no_trace():
+            found = find(
+                dims_for(limits),
+                condition,
+                settings=settings(max_examples=budget, phases=[Phase.generate, Phase.shrink], **_QUIET),
+                random=Random(seed),
+            )
     except (NoSuchExample, Unsatisfiable):
         return dict(failing)
     smaller = dict(found)

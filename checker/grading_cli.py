@@ -122,10 +122,10 @@ def _practice(args: argparse.Namespace) -> int:
 
 def _grade(args: argparse.Namespace) -> int:
     from checker.grading.cluster import ClusterUnavailable, Interrupts, engine_for
-    from checker.grading.cluster_progress import TerminalProgress
     from checker.grading.grade import grade, select_exercises
     from checker.grading.records import Limits
     from checker.grading.runtime import SandboxUnavailable
+    from checker.presentation.terminal import GradeProgress, console_for
 
     paths = [Path(s) for s in args.submissions]
     missing = [str(p) for p in paths if not p.exists()]
@@ -134,6 +134,7 @@ def _grade(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.exercises.split(",") if n.strip()] if args.exercises else None
     exercises = select_exercises(paths, names, _bank())
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory)
+    console = console_for()
     # From here on SIGINT/SIGTERM interrupt the running of submissions only; the reports are then
     # still written whole, with a "not graded" row for what had not finished.
     with Interrupts() as interrupts:
@@ -142,11 +143,10 @@ def _grade(args: argparse.Namespace) -> int:
         except ClusterUnavailable as exc:
             print(f"backprop-check: error: {exc}", file=sys.stderr)
             return 2
-        progress = TerminalProgress()
-        if engine.dashboard_link:
-            progress.note(f"Dask dashboard: {engine.dashboard_link}")
+        if engine.dashboard_link and console.is_terminal:
+            console.print(f"Dask dashboard: {engine.dashboard_link}", markup=False)
         try:
-            with progress:
+            with GradeProgress(console) as progress:
                 report = grade(
                     paths,
                     exercises,
@@ -163,19 +163,17 @@ def _grade(args: argparse.Namespace) -> int:
             return 2
         finally:
             engine.close()
-        code = _show(report, args)
+        code = _show(report, args, console)
     # a signal that came after the submissions had run waited for the reports; it still ends the run
     return 128 + interrupts.signal if interrupts.signal else code
 
 
-def _show(report: Any, args: argparse.Namespace) -> int:
-    from rich.console import Console
+def _show(report: Any, args: argparse.Namespace, console: Any) -> int:
     from rich.table import Table
     from rich.text import Text
 
     from checker.grading.outputs import sandbox_notice, write_outputs
 
-    console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160)
     table = Table(title="backprop-check grade")
     for column in ("submission", "exercise", "score", "diagnosis", "hint", "seconds"):
         table.add_column(column)
@@ -200,7 +198,7 @@ def _show(report: Any, args: argparse.Namespace) -> int:
         )
     if args.out:
         for path in write_outputs(report, Path(args.out)):
-            print(f"written: {path}")
+            console.print(f"written: {path}", markup=False)
     console.print(sandbox_notice(report), markup=False)
     ok = report.passes(args.min_score)
     graded = len(report.totals()) - len(report.not_graded)
@@ -208,7 +206,8 @@ def _show(report: Any, args: argparse.Namespace) -> int:
         f"graded {graded} submission(s) in {report.seconds:.1f} s ({report.settings['engine']}); "
         + ("all reach" if ok else "not all reach")
         + f" --min-score {args.min_score:g}"
-        + (f"; {len(report.not_graded)} not graded" if report.not_graded else "")
+        + (f"; {len(report.not_graded)} not graded" if report.not_graded else ""),
+        markup=False,
     )
     if report.interrupted:
         console.print(

@@ -30,14 +30,11 @@ if TYPE_CHECKING:
     from checker.registry import Target
     from checker.results import CheckResult, FunctionSummary, Report
 
-__all__ = ["BackpropFixture", "BackpropItem", "BackpropModule", "backprop", "failure_text"]
+__all__ = ["BackpropFixture", "BackpropItem", "BackpropModule", "backprop"]
 
 GROUP = "backprop-check"
 #: The attribute of a test report that carries its records to the controller.
 REPORT_ATTRIBUTE = "backprop_check"
-_NOT_GRADIENTS = frozenset({"", "forward", "backward", "loss", "timeout"})
-_MAX_GROUPS = 8
-_MAX_DIMS = 4
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -105,37 +102,15 @@ class Settings:
     active: bool = False
 
 
-def _int_setting(value: object, name: str, minimum: int | None = None) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise pytest.UsageError(f"{name}={value!r}: expected a whole number") from None
-    if minimum is not None and number < minimum:
-        raise pytest.UsageError(f"{name}={number}: must be >= {minimum}")
-    return number
-
-
-def _parse_tolerance(text: str, name: str) -> dict[str, float]:
-    """``"rtol=1e-6,fd_rtol=1e-4"`` -> ``{"rtol": 1e-06, "fd_rtol": 0.0001}``; keys are checked by the harness."""
-    tol: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            tol[key.strip()] = float(value)
-        except ValueError:
-            raise pytest.UsageError(
-                f"{name} {text!r}: expected KEY=NUMBER pairs like rtol=1e-6,fd_rtol=1e-4"
-            ) from None
-    from checker.errors import RegistrationError
-    from checker.registry import Tolerances
+def _parsed(parse: Any, *args: Any) -> Any:
+    """A parser of :mod:`checker.presentation.options` (shared with the CLI); its OptionError is
+    pytest's usage error, with the same words."""
+    from checker.errors import OptionError
 
     try:
-        Tolerances.coerce(tol)
-    except RegistrationError as err:
-        raise pytest.UsageError(f"{name} {text!r}: {err}") from None
-    return tol
+        return parse(*args)
+    except OptionError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 def _setting(config: pytest.Config, name: str) -> tuple[str, str]:
@@ -152,10 +127,12 @@ def read_settings(config: pytest.Config) -> Settings:
     cli_modules = option.backprop_check
     modules = cli_modules if cli_modules is not None else config.getini("backprop_check_modules")
     modules = tuple(dict.fromkeys(m.strip() for m in modules if m.strip()))
+    from checker.presentation import options as parse
+
     seed_raw, seed_name = _setting(config, "backprop_seed")
-    seed = _int_setting(seed_raw, seed_name) if seed_raw else 0
+    seed = _parsed(parse.parse_whole_number, seed_raw, seed_name) if seed_raw else 0
     cases_raw, cases_name = _setting(config, "backprop_cases")
-    cases = _int_setting(cases_raw, cases_name, minimum=1) if cases_raw else None
+    cases = _parsed(parse.parse_whole_number, cases_raw, cases_name, 1) if cases_raw else None
     tol_text, tol_name = _setting(config, "backprop_tol")
     report: Path | None = None
     if option.backprop_report:
@@ -165,13 +142,8 @@ def read_settings(config: pytest.Config) -> Settings:
         report = base / str(config.getini("backprop_report"))
     active = bool(modules or seed_raw or cases_raw or tol_text) or report is not None
     if report is not None:
-        from checker.report import FORMATS
-
-        if report.suffix.lower() not in (*FORMATS, ".htm"):
-            raise pytest.UsageError(
-                f"backprop report {str(report)!r}: the extension must be one of {', '.join(FORMATS)}"
-            )
-    tol = _parse_tolerance(tol_text, tol_name) if tol_text else None
+        _parsed(parse.report_format, report, "backprop-check report")
+    tol = _parsed(parse.parse_tolerance, tol_text, tol_name) if tol_text else None
     return Settings(modules, seed, cases, tol, tol_text, report, active)
 
 
@@ -190,71 +162,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(BackpropSession(config), "backprop-check-session")
 
 
-# --- the failure text --------------------------------------------------------------------------------
-
-
-def _gradient_label(record: CheckResult, function_names: frozenset[str]) -> str:
-    if record.target in _NOT_GRADIENTS or record.target in function_names:
-        return f"in {record.target}" if record.target else ""
-    return f"gradient d{record.target}"
-
-
-def _indent(text: str, prefix: str) -> str:
-    return "\n".join(prefix + line for line in text.splitlines() or [""])
-
-
-def failure_text(
-    summary: FunctionSummary,
-    records: Iterable[CheckResult],
-    seed: int,
-    function_names: frozenset[str] = frozenset(),
-    extra: Iterable[str] = (),
-) -> str:
-    """The harness's own account of one failing function: one block per failing (check, gradient, diagnosis).
-
-    The first line stands alone (pytest's short summary and junit's message show only it).
-    """
-    verb = "failed" if summary.status == "fail" else "raised an error"
-    head = f"{summary.function}: {summary.failed_cases} of {summary.cases} cases {verb}"
-    if summary.diagnoses:
-        head += f"; diagnosis: {summary.diagnoses}"
-    head += f" (seed {seed})"
-    groups: dict[tuple[str, str, str], list[CheckResult]] = {}
-    for record in records:
-        if record.failed:
-            groups.setdefault((record.check, record.target, record.diagnosis), []).append(record)
-    lines = [head]
-    for (check, _, diagnosis), rows in list(groups.items())[:_MAX_GROUPS]:
-        first = rows[0]
-        parts = [f"check {check}", _gradient_label(first, function_names)]
-        if first.status == "error":
-            parts.append("error")
-        else:
-            parts.append(f"diagnosis {diagnosis}" if diagnosis else "no diagnosis")
-        lines.append("  " + ", ".join(p for p in parts if p) + ":")
-        lines.append(_indent(first.message, "    "))
-        dims = list(dict.fromkeys(f"{r.dims} ({r.case_label})" if r.case_label else r.dims for r in rows))
-        more = f"; and {len(dims) - _MAX_DIMS} more" if len(dims) > _MAX_DIMS else ""
-        lines.append(f"    failing dims: {'; '.join(dims[:_MAX_DIMS])}{more}")
-    if len(groups) > _MAX_GROUPS:
-        lines.append(
-            f"  ... and {len(groups) - _MAX_GROUPS} more failing checks (write them with --backprop-report)"
-        )
-    if summary.shape_pattern:
-        lines.append(f"  shape pattern: {summary.shape_pattern}")
-    if summary.shrunk_dims:
-        lines.append(f"  shrunk dims:   {summary.shrunk_dims}")
-    if summary.reproduce:
-        lines.append(f"  reproduce:     {summary.reproduce}")
-    lines.extend(f"  {line}" for line in extra)
-    return "\n".join(lines)
+# --- items --------------------------------------------------------------------------------------------
 
 
 def _function_names(target: Target) -> frozenset[str]:
     return frozenset(getattr(fn, "__name__", "") for fn in target.user_functions.values())
-
-
-# --- items --------------------------------------------------------------------------------------------
 
 
 class BackpropFailure(Exception):
@@ -305,12 +217,12 @@ class BackpropItem(pytest.Item):
         return self.parent.name if self.parent is not None else self.target.module
 
     def runtest(self) -> None:
-        from checker.registry import Tolerances
+        from checker.registry import OracleTolerances
         from checker.runner import CheckOptions
         from checker.suite import check_target
 
         settings = self.config.stash[SETTINGS]
-        options = CheckOptions(tol=None if settings.tol is None else Tolerances.coerce(settings.tol))
+        options = CheckOptions(tol=None if settings.tol is None else OracleTolerances.coerce(settings.tol))
         records, summary = check_target(
             self.target, seed=settings.seed, cases=settings.cases, options=options, source=self.source
         )
@@ -318,19 +230,20 @@ class BackpropItem(pytest.Item):
             summary = dataclasses.replace(summary, reproduce=f"{summary.reproduce} --tol {settings.tol_text}")
         self.stash.setdefault(PENDING, []).append((records, summary))
         if summary.status != "pass":
-            names = _function_names(self.target)
-            raise BackpropFailure(
-                failure_text(summary, records, settings.seed, names, [self._rerun_line(settings)])
-            )
+            from checker.presentation.failure import failure_text
 
-    def _rerun_line(self, settings: Settings) -> str:
+            names = _function_names(self.target)
+            rerun = ("rerun", self._rerun_command(settings))
+            raise BackpropFailure(failure_text(summary, records, settings.seed, names, [rerun]))
+
+    def _rerun_command(self, settings: Settings) -> str:
         """The same item again in pytest (the reproduce line above pins the smallest failing dims instead)."""
         options = f"--backprop-check {self.source} --backprop-seed {settings.seed}"
         if settings.cases is not None:
             options += f" --backprop-cases {settings.cases}"
         if settings.tol_text:
             options += f' --backprop-tol "{settings.tol_text}"'
-        return f'rerun:         pytest {options} -k "{self.name}"'
+        return f'pytest {options} -k "{self.name}"'
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         if isinstance(excinfo.value, BackpropFailure):
@@ -355,22 +268,6 @@ class BackpropItem(pytest.Item):
 
 
 # --- the per-run plugin -------------------------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars (execnet, which carries reports to the xdist controller, refuses them)."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
-
-
-def _payload(pending: list[tuple[list[CheckResult], FunctionSummary]]) -> dict[str, list[dict[str, Any]]]:
-    """Records and summaries as plain dicts (the report's columns; the arrays kept as evidence stay behind)."""
-    from checker.results import COLUMNS
-
-    records = [{c: _plain(getattr(r, c)) for c in COLUMNS} for rows, _ in pending for r in rows]
-    summaries = [{k: _plain(v) for k, v in dataclasses.asdict(s).items()} for _, s in pending]
-    return {"records": records, "summaries": summaries}
 
 
 class BackpropSession:
@@ -422,7 +319,9 @@ class BackpropSession:
         outcome = yield
         pending = item.stash.get(PENDING, None)
         if pending:
-            setattr(outcome.get_result(), REPORT_ATTRIBUTE, _payload(pending))
+            from checker.pytest_payload import to_payload
+
+            setattr(outcome.get_result(), REPORT_ATTRIBUTE, to_payload(pending))
             item.stash[PENDING] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -431,12 +330,17 @@ class BackpropSession:
             self.outcomes.append((report.nodeid, payload))
 
     def report(self) -> Report:
-        """Every record and summary received, in node-id order (arrival order differs under xdist)."""
-        from checker.results import CheckResult, FunctionSummary, Report
+        """Every record (with the evidence its pictures need) and summary received, in node-id order
+        (arrival order differs under xdist)."""
+        from checker.pytest_payload import from_payload
+        from checker.results import Report
 
-        ordered = sorted(self.outcomes, key=lambda o: o[0])
-        records = [CheckResult(**row) for _, p in ordered for row in p["records"]]
-        summaries = [FunctionSummary(**row) for _, p in ordered for row in p["summaries"]]
+        records: list[CheckResult] = []
+        summaries: list[FunctionSummary] = []
+        for _, payload in sorted(self.outcomes, key=lambda o: o[0]):
+            rows, functions = from_payload(payload)
+            records += rows
+            summaries += functions
         s = self.settings
         settings = {"seed": s.seed, "cases": s.cases, "mode": "auto", "targets": list(s.modules)}
         settings |= {"tol": s.tol_text, "runner": "pytest"}
@@ -446,8 +350,10 @@ class BackpropSession:
         path = self.settings.report
         if path is None or self.is_worker or self.config.option.collectonly:
             return
+        from checker.report import write_report
+
         try:
-            self.written = self.report().write(path)
+            self.written = write_report(self.report(), path)
         except OSError as err:
             self.write_error = f"cannot write the backprop-check report {path}: {err}"
             if session.exitstatus == pytest.ExitCode.OK:
@@ -529,6 +435,8 @@ class BackpropFixture:
             pending.append(([r for r in report.records if r.function == summary.function], summary))
         failing = [s for s in report.summaries if s.status != "pass"]
         if failing:
+            from checker.presentation.failure import failure_text
+
             blocks = [
                 failure_text(
                     s,

@@ -15,19 +15,22 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from checker.compare import EXACT, FINITE_DIFFERENCE, Tolerance
-from checker.errors import RegistrationError, SpecError, TargetNotFound
+from checker.errors import BackpropCheckError, RegistrationError, SpecError, TargetNotFound
+from checker.execution.user_code import describe_exception
+from checker.signatures import check_arities, describe_value, require_callable
 from checker.spec import InputSpec, as_input_spec, normalize_dims
 
 __all__ = [
     "REGISTRY",
+    "OracleTolerances",
     "Target",
-    "Tolerances",
     "collect",
     "get_target",
     "import_target_module",
@@ -37,19 +40,20 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Tolerances:
-    """The bounds used against exact oracles (torch autograd) and against finite differences."""
+class OracleTolerances:
+    """One :class:`~checker.compare.Tolerance` per kind of oracle: ``exact`` (torch autograd of a
+    reference, autograd of the user's forward) and ``fd`` (finite differences)."""
 
     exact: Tolerance = EXACT
     fd: Tolerance = FINITE_DIFFERENCE
 
     @classmethod
-    def coerce(cls, value: object, base: Tolerances | None = None) -> Tolerances:
-        """Accept a Tolerances, a Tolerance (both bounds), or a dict of rtol/atol/fd_rtol/fd_atol."""
+    def coerce(cls, value: object, base: OracleTolerances | None = None) -> OracleTolerances:
+        """Accept an OracleTolerances, a Tolerance (both bounds), or a dict of rtol/atol/fd_rtol/fd_atol."""
         base = base or cls()
         if value is None:
             return base
-        if isinstance(value, Tolerances):
+        if isinstance(value, OracleTolerances):
             return value
         if isinstance(value, Tolerance):
             return cls(exact=value, fd=value)
@@ -86,7 +90,7 @@ class Target:
     constraint: Callable[[Mapping[str, int]], bool] | None = None
     outputs: int = 1
     torch_forward: Callable[..., Any] | None = None
-    tol: Tolerances = field(default_factory=Tolerances)
+    tol: OracleTolerances = field(default_factory=OracleTolerances)
 
     @property
     def differentiable(self) -> list[str]:
@@ -142,14 +146,6 @@ class Target:
 REGISTRY: dict[tuple[str, str], Target] = {}
 
 
-def _require_callable(value: object, argument: str, name: str) -> None:
-    if not callable(value):
-        raise RegistrationError(
-            f"register({name!r}): {argument}={value!r} is not callable; pass the function itself, "
-            f"e.g. {argument}=my_{argument}"
-        )
-
-
 def _style_of(name: str, given: dict[str, object]) -> str:
     layer = given["forward"] is not None or given["backward"] is not None
     loss = given["value_and_grad"] is not None
@@ -163,10 +159,10 @@ def _style_of(name: str, given: dict[str, object]) -> str:
         for arg in ("forward", "backward"):
             if given[arg] is None:
                 raise RegistrationError(f"register({name!r}): a layer needs both forward= and backward=")
-            _require_callable(given[arg], arg, name)
+            require_callable(given[arg], arg, name)
         return "layer"
     if loss:
-        _require_callable(given["value_and_grad"], "value_and_grad", name)
+        require_callable(given["value_and_grad"], "value_and_grad", name)
         return "loss"
     for arg in ("model", "loss"):
         if given[arg] is None:
@@ -174,7 +170,7 @@ def _style_of(name: str, given: dict[str, object]) -> str:
                 f"register({name!r}): a model needs model= (dims -> object with .params) and "
                 "loss= (model, *data -> (loss, grads))"
             )
-        _require_callable(given[arg], arg, name)
+        require_callable(given[arg], arg, name)
     return "model"
 
 
@@ -219,7 +215,8 @@ def register(
         specs_in = inputs
     if not isinstance(specs_in, Mapping):
         raise RegistrationError(
-            f"register({name!r}): inputs must be a dict of name -> spec, got {specs_in!r}"
+            f"register({name!r}): {'data' if style == 'model' else 'inputs'}= must be a dict of name -> spec "
+            f"like {{'x': 'N,D'}}, got {describe_value(specs_in)}"
         )
     try:
         specs = {str(k): as_input_spec(str(k), v) for k, v in specs_in.items()}
@@ -241,7 +238,7 @@ def register(
         )
     for arg, value in (("constraint", constraint), ("torch_forward", torch_forward)):
         if value is not None:
-            _require_callable(value, arg, name)
+            require_callable(value, arg, name)
     if (
         not isinstance(outputs, int)
         or isinstance(outputs, bool)
@@ -249,6 +246,16 @@ def register(
         or (style != "layer" and outputs != 1)
     ):
         raise RegistrationError(f"register({name!r}): outputs={outputs!r} must be an int >= 1 (layers only)")
+    check_arities(
+        name,
+        style,
+        given,
+        specs,
+        hyper=hyper,
+        outputs=outputs,
+        torch_forward=torch_forward,
+        constraint=constraint,
+    )
     if module is None:
         module = sys._getframe(1).f_globals.get("__name__", "")
     target = Target(
@@ -261,7 +268,7 @@ def register(
         constraint=constraint,
         outputs=outputs,
         torch_forward=torch_forward,
-        tol=Tolerances.coerce(tol),
+        tol=OracleTolerances.coerce(tol),
         **{k: v for k, v in given.items() if v is not None},
     )
     REGISTRY[(module, name)] = target
@@ -306,6 +313,9 @@ def import_target_module(spec: str, rootdir: Path | None = None) -> Any:
     Any failure (missing file, SyntaxError, an exception at import) is a :class:`TargetNotFound`
     whose message carries the reason.
     """
+    # A check leaves no trace in the user's folder: no __pycache__ beside their file (the run is
+    # asked for reports only); their module is small and compiles in milliseconds.
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         return _import(spec, rootdir)
     except TargetNotFound:
@@ -318,14 +328,27 @@ def import_target_module(spec: str, rootdir: Path | None = None) -> Any:
         raise TargetNotFound(
             f"cannot import {spec!r}: SyntaxError in {err.filename} line {err.lineno}: {err.msg}"
         ) from None
+    except BackpropCheckError as err:  # a misuse inside the module (a bad register call)
+        raise TargetNotFound(f"cannot import {spec!r}: {_user_line(err)}{err}") from None
     except BaseException as err:
         if isinstance(err, KeyboardInterrupt):
             raise
-        from checker.calls import describe_exception
-
         raise TargetNotFound(
             f"cannot import {spec!r}: importing it raised {describe_exception(err)}"
         ) from None
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
+
+
+def _user_line(err: BaseException) -> str:
+    """``mylayers.py line 12: `` for the last frame of ``err`` outside this package, or ``""``."""
+    here = Path(__file__).resolve().parent
+    found = ""
+    for frame, lineno in traceback.walk_tb(err.__traceback__):
+        path = Path(frame.f_code.co_filename)
+        if path.is_file() and here not in path.resolve().parents and "importlib" not in path.parts:
+            found = f"{path.name} line {lineno}: "
+    return found
 
 
 def _import(spec: str, rootdir: Path | None) -> Any:

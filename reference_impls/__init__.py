@@ -4,7 +4,7 @@ and the planted mistakes people really make. Importing the package registers eve
 ``EXERCISES`` lists every :class:`~reference_impls.bank.Exercise`, in bank order.
 """
 
-from reference_impls import conv, layers, losses, models, sequence
+from reference_impls import conv, layers, losses, models, sequence, staged
 from reference_impls.bank import Exercise, Mistake
 
 EXERCISES: list[Exercise] = [
@@ -13,6 +13,7 @@ EXERCISES: list[Exercise] = [
     *losses.EXERCISES,
     *sequence.EXERCISES,
     *models.EXERCISES,
+    *staged.EXERCISES,
 ]
 
 __all__ = ["EXERCISES", "Exercise", "Mistake", "exercise"]

@@ -42,7 +42,9 @@ class Mistake:
 
     ``replaces`` maps a function name of the exercise to its buggy version. ``diagnosis`` is the
     code the harness should give (``""`` when only detection is expected). A ``control`` is a
-    harmless variant (a relu mask ``x >= 0``) that must *not* be flagged.
+    harmless variant (a relu mask ``x >= 0``) that must *not* be flagged. ``step`` names the
+    backward's local where the slip is (its last assignment is the planted line) and
+    ``step_diagnosis`` the code that step should get, for mistakes the harness should localise.
     """
 
     exercise: str
@@ -51,6 +53,8 @@ class Mistake:
     replaces: dict[str, Callable[..., Any]] = field(default_factory=dict)
     diagnosis: str = ""
     control: bool = False
+    step: str = ""
+    step_diagnosis: str = ""
 
 
 def exercises_markdown(exercises: list[Exercise]) -> str:

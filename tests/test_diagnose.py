@@ -784,6 +784,8 @@ def test_codes_list_every_code_given_here_and_elsewhere():
         "sign_flipped",
         "zero",
         "wrong_mask",
+        "regularization",
+        "missing_path",
         "partial",
         "nonfinite",
     }

@@ -200,10 +200,10 @@ def test_a_failing_function_prints_the_harness_report_not_a_traceback(pytester: 
             "  check shape, gradient db, diagnosis unreduced_broadcast:",
             "    db has shape (2, 4) but b has shape (4,)*sum the gradient over axis 0",
             "    failing dims: N=2, D=3, M=4 (baseline)*",
-            "  shape pattern: fails at every shape",
-            "  shrunk dims:   N=1, D=1, M=1",
-            "  reproduce:     backprop-check run buggy_layers --only affine --seed 0 --dims N=1,D=1,M=1",
-            '  rerun:         pytest --backprop-check buggy_layers --backprop-seed 0 --backprop-cases 3 -k "backprop[[]affine[]]"',
+            "  shapes:                fails at every shape",
+            "  smallest failing dims: N=1, D=1, M=1",
+            "  reproduce:             backprop-check run buggy_layers --only affine --seed 0 --dims N=1,D=1,M=1",
+            '  rerun:                 pytest --backprop-check buggy_layers --backprop-seed 0 --backprop-cases 3 -k "backprop[[]affine[]]"',
             "*_ buggy_layers.backprop[[]affine_t[]] _*",
             "affine_t: * cases failed; diagnosis: transposed*",
             "  check shape, gradient dw, diagnosis transposed:",
@@ -279,7 +279,7 @@ def test_junitxml_carries_the_failure_message_and_the_users_location(pytester: p
     failure = cases["junit_buggy", "backprop[affine]"].find("failure")
     assert failure is not None
     assert "diagnosis: " in failure.get("message", "") and "unreduced_broadcast" in failure.get("message", "")
-    assert "reproduce:     backprop-check run junit_buggy --only affine" in (failure.text or "")
+    assert "reproduce:             backprop-check run junit_buggy --only affine" in (failure.text or "")
     assert cases["junit_good", "backprop[relu]"].find("failure") is None
     backward_line = buggy.read_text().splitlines().index("def affine_backward(dout, cache):")  # 0-based
     assert cases["junit_buggy", "backprop[affine]"].get("file") == "junit_buggy.py"
@@ -353,7 +353,7 @@ def test_tolerance_option_reaches_every_check(pytester: pytest.Pytester) -> None
     [
         (["--backprop-tol", "rtol=abc"], "expected KEY=NUMBER pairs"),
         (["--backprop-tol", "tolerance=1"], "unknown keys ['tolerance']"),
-        (["--backprop-cases", "0"], "--backprop-cases=0: must be >= 1"),
+        (["--backprop-cases", "0"], "--backprop-cases=0: must be a whole number >= 1"),
         (["-o", "backprop_cases=many"], "backprop_cases='many': expected a whole number"),
         (["--backprop-report", "report.txt"], "the extension must be one of .csv, .json, .md, .html"),
     ],
@@ -457,3 +457,64 @@ def test_under_xdist_the_controller_gathers_every_workers_results(pytester: pyte
     junit = ET.parse(pytester.path / "junit.xml").getroot()
     failures = [f.get("message", "") for f in junit.iter("failure")]
     assert len(failures) == 2 and any("unreduced_broadcast" in m for m in failures)
+
+
+def heatmaps(page: str) -> list[str]:
+    """The alt texts of a report's heatmap pictures (an HTML parse, not a text search)."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Images(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            alt = dict(attrs).get("alt") or ""
+            if (
+                tag == "img"
+                and alt.startswith("heatmaps of")
+                and (dict(attrs).get("src") or "").startswith("data:image/png;base64,")
+            ):
+                found.append(alt)
+
+    Images().feed(page)
+    return found
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "xdist"])
+def test_the_pytest_report_has_the_pictures_of_the_cli_report(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    from checker.cli import main
+
+    write(pytester, "pictured_buggy", BUGGY)
+    args = ["-p", "no:randomly", "-p", "no:cacheprovider", *workers, "--backprop-check", "pictured_buggy"]
+    result = pytester.runpytest_subprocess(*args, "--backprop-cases", "3", "--backprop-report", "pytest.html")
+    result.assert_outcomes(failed=2)
+    from_pytest = heatmaps((pytester.path / "pytest.html").read_text())
+    assert (
+        main(["run", str(pytester.path / "pictured_buggy.py"), "--cases", "3", "--report", "cli.html"]) == 1
+    )
+    from_cli = heatmaps((pytester.path / "cli.html").read_text())
+    assert len(from_cli) >= 2 and sorted(from_pytest) == sorted(from_cli)
+
+
+def test_evidence_travels_compactly_and_capped() -> None:
+    import numpy as np
+
+    from checker.pytest_payload import MAX_ELEMENTS, from_payload, to_payload
+    from checker.results import CheckResult, FunctionSummary
+
+    small = {"expected": np.arange(6.0).reshape(2, 3), "actual": np.zeros((2, 3), dtype=np.float32)}
+    large = {"expected": np.ones(MAX_ELEMENTS + 1), "actual": np.zeros(MAX_ELEMENTS + 1)}
+    rows = [
+        CheckResult("grad_torch", "w", "fail", function="f", case=0, evidence=small),
+        CheckResult("grad_torch", "b", "fail", function="f", case=0, evidence=large),
+        CheckResult("grad_fd", "w", "pass", function="f", case=0, evidence=small),  # passing: no picture
+    ]
+    summary = FunctionSummary("f", "fail", 1, 1, 3, 2, "", 1.0, 0.1)
+    payload = to_payload([(rows, summary)])
+    json.dumps(payload)  # plain data: execnet carries it, and so would any JSON report plugin
+    records, summaries = from_payload(payload)
+    assert summaries == [summary] and [r.check for r in records] == [r.check for r in rows]
+    np.testing.assert_array_equal(records[0].evidence["expected"], small["expected"])
+    assert records[0].evidence["actual"].dtype == np.float32
+    assert records[1].evidence == {} and records[2].evidence == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -366,3 +367,55 @@ def test_an_unknown_extension_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="extension must be one of"):
         synthetic_report().write(tmp_path / "run.xlsx")
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# What a person reads first: failing functions first, what ran, print(report)
+
+
+def two_function_report() -> Report:
+    """A passing function checked first, a failing one second (7 cases: one of them shrunk)."""
+    failing = synthetic_report()
+    passing = FunctionSummary("g_passes", "pass", 6, 0, 12, 0, "", 1e-12, 0.1)
+    summary = dataclasses.replace(failing.summaries[0], cases=7)
+    return Report(
+        failing.records, [passing, summary], {"seed": 7, "cases": None, "mode": "auto", "targets": ["mod"]}
+    )
+
+
+def test_failing_functions_come_first_in_the_html_and_markdown_tables():
+    source = two_function_report()
+    page = Page(report.render_html(source, generated=WHEN))
+    _, *rows = page.tables["T_summary"]
+    assert [r[0] for r in rows] == ["f", "g_passes"]
+    markdown = report.render_markdown(source)
+    assert markdown.index("| `f` |") < markdown.index("| `g_passes` |")
+    assert report.render_markdown(source).count("### ") == 1  # a section for the failing one only
+
+
+def test_the_header_says_how_many_cases_ran_not_auto():
+    source = two_function_report()
+    markdown = report.render_markdown(source)
+    assert "cases auto" not in markdown
+    assert "6 to 7 cases per function (a shrunk case is one more)" in markdown
+    uniform = Report(source.records, [source.summaries[0]], source.settings)
+    assert "seed 7 · 6 cases per function · mode auto" in report.render_markdown(uniform)
+    assert "6 cases per function" in "".join(Page(report.render_html(uniform, generated=WHEN)).text)
+
+
+def test_print_shows_the_summary_table_and_the_failure_not_a_repr(capsys):
+    source = two_function_report()
+    print(source)
+    out = capsys.readouterr().out
+    assert "<Report" not in out
+    lines = out.splitlines()
+    header = next(line for line in lines if "function" in line and "status" in line)
+    assert "diagnoses" in header and "worst abs err" in header
+    assert lines.index(next(line for line in lines if " f " in line)) < lines.index(
+        next(line for line in lines if "g_passes" in line)
+    )
+    assert any(
+        line.strip().startswith("smallest failing dims:") and line.rstrip().endswith("N=1") for line in lines
+    )
+    assert "1 passed, 1 failed: f" in out
+    assert repr(source).startswith("<Report: 2 functions, 1 failing")  # the REPL's one-liner stays short

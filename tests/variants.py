@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 import checker as bc
-from checker.calls import normalize_gradients
+from checker.execution.calls import normalize_gradients
 
-__all__ = ["SWEEP", "rewritten", "sweep_variants"]
+__all__ = ["SWEEP", "bank_targets", "readme_targets", "rewritten", "sweep_variants"]
 
 #: (label, dtype, offset, scale): the rewrites of the sweep. float16 only where it makes sense (see
 #: ``sweep_variants``): a float16 sum of squares overflows at scale 1e3, and its 3 digits drown an offset.
@@ -139,3 +139,33 @@ def sweep_variants(target: bc.Target) -> list[tuple[str, bc.Target]]:
 
 #: Bank exercises that are meaningful in float16 (elementwise, or one short matrix product).
 FLOAT16_SENSIBLE = frozenset({"affine", "relu", "leaky_relu", "sigmoid", "tanh", "dropout"})
+
+
+def bank_targets() -> list[bc.Target]:
+    """Every exercise of the bank, as the bank registers it."""
+    import reference_impls
+
+    return [bc.get_target(e.name, module=e.module) for e in reference_impls.EXERCISES]
+
+
+def readme_targets() -> list[bc.Target]:
+    """Every function the README's examples register (its Python blocks run in order, in a folder of
+    their own so that nothing they write lands in the repository)."""
+    import os
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from checker.registry import REGISTRY
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    namespace: dict[str, object] = {"__name__": "readme_sweep"}
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        try:
+            for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S):
+                exec(compile(block, "README.md", "exec"), namespace)
+        finally:
+            os.chdir(here)
+    return [t for (module, _), t in REGISTRY.items() if module == "readme_sweep"]

@@ -302,7 +302,7 @@ class Collected:
     interrupted: str = ""
 
 
-Progress = Callable[[int, int, int], None]  # (done, total, failed so far)
+Progress = Callable[[int, int, int, int], None]  # (done, total, failed so far, the index that finished)
 
 
 def collect_runs(
@@ -321,8 +321,6 @@ def collect_runs(
     ``on_run(index, run)`` is called as each run arrives (the grader judges it while others run)."""
     collected = Collected([None] * len(submissions))
     done = failed = 0
-    if progress:
-        progress(0, len(submissions), 0)
     try:
         with interrupts.arm() if interrupts else nullcontext():
             for finished in engine.run(submissions, calls, arrays, limits, sandboxed=sandboxed):
@@ -336,7 +334,7 @@ def collect_runs(
                     failed += 1
                 done += 1
                 if progress:
-                    progress(done, len(submissions), failed)
+                    progress(done, len(submissions), failed, finished.index)
     except KeyboardInterrupt:
         collected.interrupted = (interrupts.name if interrupts else "") or "SIGINT"
         engine.stop()

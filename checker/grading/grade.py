@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import ast
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from checker.grading.cluster import Engine, Interrupts, Progress, collect_runs, engine_for, not_graded_run
-from checker.grading.judge import ExerciseGrade, grade_exercise, run_problem
+from checker.grading.cluster import Engine, Interrupts, collect_runs, engine_for, not_graded_run
+from checker.grading.imports import parse
 from checker.grading.plan import plan_exercises
 from checker.grading.records import Limits, SubmissionRun, clean_text
 from checker.grading.runs import NO_SANDBOX
+from checker.grading.scoring import ExerciseGrade, grade_exercise, run_problem
 
 __all__ = ["GradeReport", "defined_names", "grade", "select_exercises"]
 
@@ -35,7 +36,7 @@ def defined_names(submission: Path) -> set[str]:
     names: set[str] = set()
     for path in _sources(submission):
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            tree = parse(path.read_text(encoding="utf-8", errors="replace"))
         except (SyntaxError, ValueError, MemoryError, RecursionError, OSError):
             continue  # that submission's own run reports the problem; the others are graded as usual
         names |= {
@@ -158,7 +159,7 @@ def grade(
     sandboxed: bool = True,
     scheduler: str | None = None,
     engine: Engine | None = None,
-    progress: Progress | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
     interrupts: Interrupts | None = None,
 ) -> GradeReport:
     """Grade each submission on ``exercises``; a broken or hostile submission only hurts itself.
@@ -169,7 +170,8 @@ def grade(
     report: what finished, and "not graded" rows for the rest (``GradeReport.interrupted`` says so).
 
     Raises ``SandboxUnavailable`` (before any submission runs) when no sandbox can be made, unless
-    ``sandboxed=False``: trusted code only, and every output then says it ran without a sandbox."""
+    ``sandboxed=False``: trusted code only, and every output then says it ran without a sandbox.
+    ``progress(done, total, last)`` is told when grading starts and as each submission finishes."""
     from checker.grading import outputs
 
     started = time.perf_counter()
@@ -179,6 +181,8 @@ def grade(
         sandbox = engine.sandbox(sandboxed)
         outputs.warm_up()
         paths = [Path(s) for s in submissions]
+        if progress is not None:
+            progress(0, len(paths), "")
         planned, arrays = plan_exercises(list(exercises), seed=seed, cases=cases)
         calls = [c.call for c in planned]
         limits = limits or Limits()
@@ -189,6 +193,11 @@ def grade(
             name = _name(paths[index])
             judged[index] = [grade_exercise(name, e, cases_of[e.name], run) for e in exercises]
 
+        def told(done: int, total: int, failed: int, index: int) -> None:
+            if progress is not None:
+                errors = f" ({failed} with errors so far)" if failed else ""
+                progress(done, total, _name(paths[index]) + errors)
+
         collected = collect_runs(
             engine,
             paths,
@@ -196,7 +205,7 @@ def grade(
             arrays,
             limits,
             sandboxed=sandboxed,
-            progress=progress,
+            progress=told,
             interrupts=interrupts,
             on_run=judge,  # each run is judged as it arrives, while the others run
         )

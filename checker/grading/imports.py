@@ -16,6 +16,7 @@ Pure: source text in, records out. Imports only the standard library.
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass
 
 __all__ = ["FORBIDDEN_MODULES", "ForbiddenImport", "forbidden_imports"]
@@ -55,6 +56,18 @@ class ForbiddenImport:
         )
 
 
+#: CPython 3.11 builds AST objects with a recursion counter shared between threads: two ``ast.parse``
+#: at once (the grader's pool threads) can fail with "SystemError: AST constructor recursion depth
+#: mismatch". One parse at a time.
+_PARSE_LOCK = threading.Lock()
+
+
+def parse(source: str, filename: str = "<submission>") -> ast.Module:
+    """``ast.parse``, one thread at a time (see ``_PARSE_LOCK``)."""
+    with _PARSE_LOCK:
+        return ast.parse(source, filename=filename)
+
+
 def forbidden_imports(
     source: str, *, filename: str = "", forbidden: tuple[str, ...] = FORBIDDEN_MODULES
 ) -> list[ForbiddenImport]:
@@ -67,8 +80,8 @@ def forbidden_imports(
     the error itself.
     """
     try:
-        tree = ast.parse(source, filename=filename or "<submission>")
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        tree = parse(source, filename or "<submission>")
+    except (SyntaxError, ValueError, MemoryError, RecursionError, SystemError):
         return []  # the worker reports why the source cannot be compiled (20,000 nested brackets, say)
     found: list[ForbiddenImport] = []
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from checker.calls import build_model, call_forward, normalize_gradients
 from checker.cases import Case, make_case
+from checker.execution import in_process
+from checker.execution.calls import normalize_gradients
 from checker.fuzz import plan_dims
 from checker.grading.records import Call
 from checker.registry import Target, get_target
@@ -54,37 +55,16 @@ def _json_safe(value: Any) -> Any:
 def _reference_answers(
     target: Target, case: Case, rng: np.random.Generator
 ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(outputs, douts, gradients, model params) from the registered reference."""
-    values = {k: v.copy() for k, v in case.arrays.items()}
-    if target.style == "layer":
-        outs, cache = call_forward(target, values, case.fresh_hyper())
-        outs = tuple(np.asarray(o, dtype=np.float64) for o in outs)
-        douts = tuple(rng.standard_normal(o.shape) for o in outs)
-        assert target.backward is not None
-        raw = target.backward(*[d.copy() for d in douts], cache)
-        grads, _ = normalize_gradients(raw, target.differentiable, "reference")
-        return outs, douts, {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}, {}
-    if target.style == "loss":
-        assert target.value_and_grad is not None
-        loss, raw = target.value_and_grad(*values.values(), **case.fresh_hyper())
-        grads, _ = normalize_gradients(raw, target.differentiable, "reference")
-        return (
-            (np.array(float(loss)),),
-            (),
-            {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()},
-            {},
-        )
-    model = build_model(target, case.dims)
-    params = {k: rng.standard_normal(np.shape(v)) * 0.5 for k, v in model.params.items()}
-    for k, v in params.items():
-        model.params[k] = v.copy()
-    assert target.loss is not None
-    loss, grads = target.loss(model, *values.values())
+    """(outputs, douts, gradients, model params) of the registered reference, run as every target is
+    run (:func:`checker.execution.in_process.run`): a layer's outputs, or ``(loss,)``."""
+    run = in_process.run(target, case, rng)
+    grads, _ = normalize_gradients(run.raw_grads, run.differentiable, "reference")
+    outputs = run.outputs if target.style == "layer" else (np.array(run.value),)
     return (
-        (np.array(float(loss)),),
-        (),
+        tuple(np.asarray(o, dtype=np.float64) for o in outputs),
+        run.douts,
         {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()},
-        params,
+        dict(run.model_params or {}),
     )
 
 

@@ -26,7 +26,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -77,9 +77,11 @@ def run_many(
     *,
     jobs: int = 2,
     sandboxed: bool = True,
+    on_done: Callable[[SubmissionRun], None] | None = None,
 ) -> list[SubmissionRun]:
     """``run_submission`` for each submission, ``jobs`` at a time (threads driving sandboxes), in order.
-    A failure of the grader on one submission becomes that run's ``worker_error``; the batch goes on."""
+    A failure of the grader on one submission becomes that run's ``worker_error``; the batch goes on.
+    ``on_done(run)`` is called (from a worker thread) as each submission finishes, for progress."""
     if not (isinstance(jobs, int) and 1 <= jobs <= _MAX_CONCURRENT):
         raise ValueError(f"jobs={jobs!r}: use an int from 1 to {_MAX_CONCURRENT}")
     limits = limits or Limits()
@@ -92,10 +94,13 @@ def run_many(
 
     def one(path: Path | str) -> SubmissionRun:
         try:
-            return _run(Path(path), list(calls), payload, limits, runtime)
+            run = _run(Path(path), list(calls), payload, limits, runtime)
         except Exception as exc:  # a bug of ours must not cost the other students their grade
             error = f"the grader failed: {type(exc).__name__}: {clean_text(exc, 500)}"
-            return _unrun(str(path), calls, limits, runtime, worker_error=error)
+            run = _unrun(str(path), calls, limits, runtime, worker_error=error)
+        if on_done is not None:
+            on_done(run)
+        return run
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(one, submissions))

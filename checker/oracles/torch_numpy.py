@@ -24,10 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from checker.calls import USER_ERRORS, UserError, describe_exception
 from checker.compare import FLOAT64_EPS, precision_floor
+from checker.execution.user_code import USER_ERRORS, UserError, describe_exception
 
-__all__ = ["AutogradResult", "autograd_gradients", "available", "user_modules", "warm_up"]
+__all__ = [
+    "AutogradResult",
+    "autograd_gradients",
+    "available",
+    "numpy_rebound",
+    "traced_inputs",
+    "user_modules",
+    "warm_up",
+]
 
 _LOCK = threading.Lock()
 _LIBRARY_ROOTS = tuple(
@@ -204,15 +212,11 @@ def autograd_gradients(
     return AutogradResult(gradients, value, eps=eps, shadow=shadow)
 
 
-def _traced_gradients(
-    objective: Callable[[Mapping[str, Any]], Any],
-    values: Mapping[str, np.ndarray],
-    differentiable: Sequence[str],
-    namespaces: Sequence[dict[str, Any]],
-    *,
-    promote: bool,
-) -> tuple[float, dict[str, np.ndarray], float] | str:
-    """(L, gradients, the precision seen) of ``objective`` traced under torch._numpy, or why it could not be."""
+def traced_inputs(
+    values: Mapping[str, np.ndarray], differentiable: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(leaves, traced)``: float64 leaf tensors that require grad for the differentiable float inputs,
+    and every input as a torch._numpy array (the leaves wrapped, the others constant)."""
     import torch
     import torch._numpy as tnp
 
@@ -229,6 +233,22 @@ def _traced_gradients(
             traced[name] = tnp.asarray(leaf)
         else:
             traced[name] = tnp.asarray(torch.as_tensor(array))
+    return leaves, traced
+
+
+def _traced_gradients(
+    objective: Callable[[Mapping[str, Any]], Any],
+    values: Mapping[str, np.ndarray],
+    differentiable: Sequence[str],
+    namespaces: Sequence[dict[str, Any]],
+    *,
+    promote: bool,
+) -> tuple[float, dict[str, np.ndarray], float] | str:
+    """(L, gradients, the precision seen) of ``objective`` traced under torch._numpy, or why it could not be."""
+    import torch
+    import torch._numpy as tnp
+
+    leaves, traced = traced_inputs(values, differentiable)
     mode = _precision_mode(promote)
     try:
         with numpy_rebound(tnp, user_modules(), namespaces), warnings.catch_warnings(), mode:

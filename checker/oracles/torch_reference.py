@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from checker.calls import USER_ERRORS, describe_exception
+from checker.execution.user_code import USER_ERRORS, describe_exception
 from checker.registry import Target
 
 __all__ = ["ReferenceResult", "reference_gradients"]

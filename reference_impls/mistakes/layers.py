@@ -550,6 +550,7 @@ MISTAKES = [
         description="The staged chain rule without the step through the batch mean: dx lacks the "
         "-mean(dx_hat) * inv_std term. dgamma and dbeta are right.",
         replaces={"batchnorm_backward": batchnorm_backward_missing_mean_path},
+        diagnosis="missing_path",
     ),
     Mistake(
         exercise="batchnorm",

@@ -106,7 +106,7 @@ MISTAKES = [
         name="missing_reg_gradient",
         description="The loss has 0.5 * reg * (|W1|^2 + |W2|^2) but grads W1 and W2 lack reg * W; b1, b2 are right.",
         replaces={"TwoLayerNet": TwoLayerNetMissingRegGradient},
-        diagnosis="",
+        diagnosis="regularization",
     ),
     Mistake(
         exercise="two_layer_net",

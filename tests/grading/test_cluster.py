@@ -103,7 +103,7 @@ def test_workers_killed_mid_run_change_nothing_in_the_result(tmp_path):
         pids = engine.client.run(os.getpid)
         killed: list[str] = []
 
-        def kill_busy_workers(done: int, total: int, failed: int) -> None:
+        def kill_busy_workers(done: int, total: int, last: str) -> None:
             for address, keys in engine.client.processing().items():
                 if keys and address in pids and address not in killed:
                     os.kill(pids[address], signal.SIGKILL)
@@ -271,7 +271,7 @@ def test_a_lost_scheduler_leaves_a_complete_report(running_cluster, tmp_path):
         time.sleep(0.1)
     paths = _honest_and_slow(tmp_path, slow=4, honest=2)
 
-    def lose_the_scheduler(done: int, total: int, failed: int) -> None:
+    def lose_the_scheduler(done: int, total: int, last: str) -> None:
         if done >= 1 and scheduler.poll() is None:
             os.killpg(scheduler.pid, signal.SIGKILL)
             scheduler.wait()

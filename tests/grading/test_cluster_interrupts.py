@@ -55,15 +55,15 @@ def _session_children(pid: int) -> list[int]:
 
 
 def _grade_then_signal(argv: list[str], signum: int, *, group: bool) -> tuple[int, str, str]:
-    """Run ``backprop-check grade`` with stderr on a terminal; send ``signum`` once the progress bar
-    shows a first finished submission. Returns (exit code, stdout, what the terminal showed)."""
+    """Run ``backprop-check grade`` with its output on a terminal; send ``signum`` once the progress bar
+    shows a first finished submission. Returns (exit code, stderr, what the terminal showed)."""
     master, slave = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "checker.cli", "grade", *argv],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
         env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "160"},
         start_new_session=True,  # its own process group, as a terminal's foreground job has
     )
@@ -91,10 +91,10 @@ def _grade_then_signal(argv: list[str], signum: int, *, group: bool) -> tuple[in
         assert time.monotonic() < deadline, "no submission finished in 300 s"
         time.sleep(0.1)
     (os.killpg if group else os.kill)(process.pid, signum)
-    stdout, _ = process.communicate(timeout=300)
+    _, stderr = process.communicate(timeout=300)
     reader.join(10)
     os.close(master)
-    return process.returncode, stdout.decode(), bytes(shown).decode(errors="replace")
+    return process.returncode, stderr.decode(), bytes(shown).decode(errors="replace")
 
 
 def _assert_complete_reports(out: Path) -> None:
@@ -130,17 +130,17 @@ def test_an_interrupted_grader_writes_complete_reports(tmp_path, scheduler, sign
     out = tmp_path / "graded"
     argv = [*map(str, _class(tmp_path)), "--timeout", "300", "--out", str(out)]
     argv += ["--scheduler", scheduler] if scheduler else ["--jobs", "2"]
-    code, stdout, terminal = _grade_then_signal(argv, signum, group=group)
+    code, stderr, terminal = _grade_then_signal(argv, signum, group=group)
     name = signal.Signals(signum).name
-    assert code == 128 + signum, stdout + terminal
-    assert f"interrupted by {name}" in stdout
+    assert code == 128 + signum, stderr + terminal
+    assert f"interrupted by {name}" in terminal
     _assert_complete_reports(out)
     if scheduler:
         assert "Dask dashboard: http" in terminal
 
 
 def test_an_interrupted_local_pool_ends_its_sandboxes_and_keeps_what_finished(tmp_path):
-    def interrupt(done: int, total: int, failed: int) -> None:
+    def interrupt(done: int, total: int, last: str) -> None:
         if done >= 1:
             raise KeyboardInterrupt  # as Ctrl-C does, while the hang's sandbox runs
 

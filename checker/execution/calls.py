@@ -7,76 +7,56 @@ exception inside the harness.
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from checker.execution.record import Refused
+from checker.execution.user_code import USER_ERRORS, UserError, describe_exception
+from checker.presentation.words import gradient_name
 from checker.registry import Target
 
 __all__ = [
-    "USER_ERRORS",
+    "INTEGER_HINT",
     "ReturnProblem",
-    "UserError",
-    "UserTimeout",
+    "as_gradient_array",
     "build_model",
     "call_forward",
-    "describe_exception",
     "normalize_gradients",
     "scalar_objective",
-    "time_limit",
 ]
 
 
-#: What user code may raise and the harness turns into an error row: ``sys.exit()`` inside a forward
-#: must not end the whole run (nor make a CI gate exit 0). KeyboardInterrupt still stops everything.
-USER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, GeneratorExit)
+INTEGER_HINT = " (a gradient built with np.zeros_like of integer labels or indices stays integer)"
 
 
-class UserTimeout(BaseException):
-    """Raised inside user code that runs past its time limit (a BaseException: ``except Exception`` in
-    user code cannot swallow it)."""
+def as_gradient_array(value: Any) -> tuple[np.ndarray | None, str]:
+    """A plain float64 ndarray made from a returned gradient, or ``(None, why not)``.
 
-
-@contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    """Interrupt the body with :class:`UserTimeout` after ``seconds`` (main thread only; elsewhere no limit).
-
-    A hang inside one long C call (a huge matrix product) ends when that call returns.
+    Subclasses (which could override comparisons) are rebuilt as base ndarrays from their bytes.
+    A Python or numpy float scalar is accepted as a 0-d array. A value a sandboxed worker could not
+    send (:class:`Refused`) says why.
     """
-    usable = seconds is not None and seconds > 0 and threading.current_thread() is threading.main_thread()
-    if not usable or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    active = [True]
-
-    def interrupt(signum: int, frame: Any) -> None:
-        if active[0]:
-            raise UserTimeout(f"did not finish within {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    # Repeats every second: an interrupt raised inside a gc callback or a destructor is swallowed by Python.
-    signal.setitimer(signal.ITIMER_REAL, float(seconds), 1.0)
-    try:
-        yield
-    finally:
-        active[0] = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-class UserError(Exception):
-    """The user's code raised or returned something unusable; ``message`` says which and what."""
-
-    def __init__(self, message: str, where: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.where = where
+    if isinstance(value, Refused):
+        return None, value.why
+    if isinstance(value, np.matrix):
+        return (
+            None,
+            "is a numpy.matrix (its * multiplies matrices), expected a plain ndarray: return np.asarray(...)",
+        )
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "fiub":
+            return None, f"has dtype {value.dtype}, expected a float array"
+        if value.dtype.kind != "f":
+            kind = "boolean" if value.dtype.kind == "b" else "integer"
+            return None, f"has {kind} dtype {value.dtype}, expected a float array"
+        return np.array(np.ndarray.view(value, np.ndarray), dtype=np.float64, copy=True), ""
+    if isinstance(value, (float, np.floating)) and not isinstance(value, bool):
+        return np.array(float(value), dtype=np.float64), ""
+    kind = "None" if value is None else type(value).__name__
+    return None, f"is a {kind}, expected a numpy array"
 
 
 @dataclass(frozen=True)
@@ -85,13 +65,6 @@ class ReturnProblem:
 
     target: str
     message: str
-
-
-def describe_exception(err: BaseException) -> str:
-    """The exception's last line, as a traceback would end: ``ValueError: shapes (2,3) and (4,5) ...``."""
-    text = str(err).strip().splitlines()
-    last = text[-1] if text else ""
-    return f"{type(err).__name__}: {last}" if last else type(err).__name__
 
 
 def _split_outputs(result: Any, target: Target, where: str) -> tuple[tuple[Any, ...], Any]:
@@ -195,7 +168,7 @@ def normalize_gradients(
     """
     problems: list[ReturnProblem] = []
     if raw is None:
-        want = ", ".join(f"d{n}" for n in names)
+        want = ", ".join(gradient_name(n) for n in names)
         return {}, [ReturnProblem("", f"{where} returned None; expected ({want})")]
     if isinstance(raw, Mapping):
         found: dict[str, Any] = {}
@@ -223,12 +196,12 @@ def normalize_gradients(
         if len(names) == 1 and len(raw) != 1 and not isinstance(raw, tuple):
             return {names[0]: raw}, []
         if len(raw) != len(names):
-            want = ", ".join(f"d{n}" for n in names)
+            want = ", ".join(gradient_name(n) for n in names)
             problems.append(
                 ReturnProblem("", f"{where} returned {len(raw)} gradients; expected {len(names)}: ({want})")
             )
         return dict(zip(names, raw, strict=False)), problems
     if len(names) == 1:
         return {names[0]: raw}, []
-    want = ", ".join(f"d{n}" for n in names)
+    want = ", ".join(gradient_name(n) for n in names)
     return {}, [ReturnProblem("", f"{where} returned a {type(raw).__name__}; expected a tuple ({want})")]

@@ -1,0 +1,76 @@
+"""What one run of the user's code produced, before any judging: :class:`Execution`.
+
+Made in this process (:mod:`checker.execution.in_process`) or from a sandboxed worker's answers
+(:mod:`checker.grading.executions`); the runner judges both the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from checker.compare import FLOAT64_EPS
+from checker.execution.user_code import UserError
+
+__all__ = ["Execution", "MutationEvidence", "Refused"]
+
+
+@dataclass(frozen=True)
+class MutationEvidence:
+    """Which arrays handed to one call of user code it changed (see
+    :func:`checker.execution.fingerprints.changed_names`). ``where`` names the call in the report
+    (``forward``, ``backward``, ``call``); ``by`` names who wrote (``affine_forward``, ``your code``)."""
+
+    where: str
+    by: str
+    changed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A value the user's code returned that cannot be used as an array (a list, None, a subclass of
+    ndarray from a sandboxed worker); ``message(name)`` says what it was."""
+
+    why: str
+
+    def message(self, name: str) -> str:
+        return f"{name} {self.why}"
+
+
+@dataclass
+class Execution:
+    """Everything the checks need from one run of the user's code on one case.
+
+    ``param_values``: the point at which gradients are taken (the inputs, or a model's parameters);
+    ``differentiable``: the names whose gradients the user returns; ``raw_grads`` / ``raw_grads_again``:
+    what the backward returned on the first and the second call (a :class:`UserError` when the second
+    call raised; None when it was not made); ``outputs``: a layer's outputs (arrays, or
+    :class:`Refused`); ``value``: L (``sum(out * dout)`` for a layer, the loss otherwise);
+    ``objective``: L as a function of the values, for finite differences and autograd (None when the
+    code cannot be called here: a sandboxed submission); ``eps``: the machine epsilon of the least
+    precise float the code computed with (outputs, cache, gradients).
+    """
+
+    differentiable: list[str]
+    param_values: dict[str, np.ndarray]
+    raw_grads: Any
+    raw_grads_again: Any
+    where: str
+    objective: Callable[[Mapping[str, Any]], Any] | None = None
+    outputs: tuple[Any, ...] = ()
+    douts: tuple[np.ndarray, ...] = ()
+    value: float = float("nan")
+    mutations: list[MutationEvidence] = field(default_factory=list)
+    model_params: dict[str, np.ndarray] | None = None
+    eps: float = FLOAT64_EPS
+    #: gradients of the user's forward run as its float64 shadow (reduced-precision code only)
+    shadow: dict[str, np.ndarray] = field(default_factory=dict)
+    #: a forward that returned outputs the checks cannot use (wrong count, refused values): the message
+    forward_problem: str = ""
+
+    @property
+    def second_call_failed(self) -> UserError | None:
+        return self.raw_grads_again if isinstance(self.raw_grads_again, UserError) else None

@@ -1,0 +1,221 @@
+"""Judging against exact oracles: the torch reference, autograd of the user's own forward, and (when
+grading) a reference solution's answers. Every comparison is made at the accuracy the code computes in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from checker.cases import Case
+from checker.checks import check_gradient, shape_text
+from checker.compare import FLOAT64_EPS, Tolerance, compare_arrays, for_precision, with_noise
+from checker.diagnose import GradientContext
+from checker.execution.record import Execution
+from checker.execution.user_code import UserError
+from checker.presentation.words import mismatch_text
+from checker.registry import OracleTolerances, Target
+from checker.results import CheckResult
+
+__all__ = [
+    "GRADIENT_CHECKS",
+    "compare_exact",
+    "deferred_to_exact",
+    "forward_rows",
+    "in_process_answers",
+    "in_process_rows",
+    "oracle_disagreement",
+]
+
+#: The check name of a gradient compared with each exact oracle.
+GRADIENT_CHECKS = {
+    "torch_reference": "grad_torch",
+    "torch_numpy": "grad_autograd",
+    "reference": "grad_reference",
+}
+
+
+def in_process_answers(
+    target: Target, case: Case, run: Execution, which: Sequence[str], tol: OracleTolerances
+) -> tuple[dict[str, dict[str, np.ndarray]], list[CheckResult]]:
+    """Gradients from torch (reference) and autograd (user's own forward), as ``which`` asks, and their rows.
+
+    The autograd run also tells the precision the forward really computes in (``run.eps`` is raised to
+    it) and, below float64, the gradients of its float64 shadow (``run.shadow``).
+    """
+    from checker.oracles import torch_numpy, torch_reference
+
+    found: dict[str, dict[str, np.ndarray]] = {}
+    rows: list[CheckResult] = []
+    if "torch" in which and target.torch_forward is not None:
+        started = time.perf_counter()
+        ref = torch_reference.reference_gradients(
+            target,
+            case.arrays,
+            case.fresh_hyper(),
+            run.douts,
+            run.differentiable,
+            params=run.model_params,
+        )
+        if ref.error:
+            rows.append(
+                CheckResult(
+                    "forward_torch",
+                    "forward",
+                    "skip",
+                    f"torch reference failed: {ref.error}",
+                    oracle="torch_reference",
+                )
+            )
+        else:
+            found["torch_reference"] = ref.gradients
+            user_outs = run.outputs if target.style == "layer" else (np.array(run.value),)
+            exact_tol = for_precision(tol.exact, run.eps)
+            rows.extend(forward_rows(user_outs, ref.outputs, exact_tol, time.perf_counter() - started))
+    if "autograd" in which:
+        namespaces = [f.__globals__ for f in target.user_functions.values() if hasattr(f, "__globals__")]
+        auto = torch_numpy.autograd_gradients(
+            run.objective, dict(case.arrays) | run.param_values, run.differentiable, run.value, namespaces
+        )
+        run.eps = max(run.eps, auto.eps)
+        run.shadow = auto.shadow
+        if auto.skipped:
+            rows.append(CheckResult("grad_autograd", "", "skip", auto.skipped, oracle="torch_numpy"))
+        else:
+            found["torch_numpy"] = auto.gradients
+    return found, rows
+
+
+def forward_rows(
+    user_outs: Sequence[np.ndarray],
+    ref_outs: Sequence[np.ndarray],
+    tol: Tolerance,
+    seconds: float,
+    oracle: str = "torch_reference",
+) -> list[CheckResult]:
+    """The user's outputs (the loss, for a loss or a model) against an oracle's: ``forward_torch`` rows
+    for the torch reference, ``forward_reference`` rows for a reference solution (grading)."""
+    check, label_of = (
+        ("forward_torch", "the torch reference")
+        if oracle == "torch_reference"
+        else (
+            "forward_reference",
+            "the reference solution",
+        )
+    )
+    rows = []
+    for i, (mine, ref) in enumerate(zip(user_outs, ref_outs, strict=False)):
+        label = "forward" if len(user_outs) == 1 else f"forward[{i}]"
+        ref = np.asarray(ref, dtype=np.float64)
+        if mine.shape != ref.shape:
+            rows.append(
+                CheckResult(
+                    check,
+                    label,
+                    "fail",
+                    f"the forward's output has shape {mine.shape}, {label_of}'s {ref.shape}",
+                    diagnosis="forward_mismatch",
+                    expected_shape=shape_text(ref.shape),
+                    actual_shape=shape_text(mine.shape),
+                    oracle=oracle,
+                )
+            )
+            continue
+        comparison = compare_arrays(mine, ref, tol)
+        status = "pass" if comparison.passed else "fail"
+        message = (
+            ""
+            if comparison.passed
+            else (
+                f"the forward differs from {label_of}: {mismatch_text(comparison, relative=False)}; "
+                "gradients are judged against the reference"
+            )
+        )
+        rows.append(
+            CheckResult(
+                check,
+                label,
+                status,
+                message,
+                diagnosis="" if comparison.passed else "forward_mismatch",
+                max_abs_err=comparison.max_abs_err,
+                max_rel_err=comparison.max_rel_err,
+                expected_shape=shape_text(ref.shape),
+                actual_shape=shape_text(mine.shape),
+                oracle=oracle,
+                seconds=seconds,
+                evidence={} if comparison.passed else {"actual": mine, "expected": ref},
+            )
+        )
+    return rows
+
+
+def in_process_rows(
+    target: Target, case: Case, run: Execution, which: Sequence[str], tol: OracleTolerances
+) -> tuple[dict[str, dict[str, np.ndarray]], list[CheckResult]]:
+    """:func:`in_process_answers` for ``which``, with a user error as an error row."""
+    if not which:
+        return {}, []
+    try:
+        return in_process_answers(target, case, run, which, tol)
+    except UserError as err:
+        return {}, [CheckResult("call", err.where, "error", err.message)]
+
+
+def compare_exact(
+    exact: Mapping[str, Mapping[str, np.ndarray]],
+    checked: Mapping[str, tuple[np.ndarray, GradientContext]],
+    tol: OracleTolerances,
+    by_name: dict[str, list[CheckResult]],
+    eps: float = FLOAT64_EPS,
+    shadow: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, set[str]]:
+    """Compare each checked gradient with each exact oracle's, at the accuracy of code computing with
+    machine epsilon ``eps`` (rows go to ``by_name``); returns, per name, the oracles that passed it."""
+    passed: dict[str, set[str]] = {}
+    exact_tol = for_precision(tol.exact, eps)
+    for name, (actual, context) in checked.items():
+        noise = oracle_disagreement({**exact, "shadow": shadow or {}}, name) if eps > FLOAT64_EPS else 0.0
+        for oracle, gradients in exact.items():
+            if name in gradients:
+                check = GRADIENT_CHECKS.get(oracle, f"grad_{oracle}")
+                row = check_gradient(
+                    name,
+                    actual,
+                    gradients[name],
+                    check=check,
+                    oracle=oracle,
+                    tol=with_noise(exact_tol, gradients[name], noise),
+                    context=context,
+                )
+                by_name[name].append(row)
+                if row.status == "pass":
+                    passed.setdefault(name, set()).add(oracle)
+    return passed
+
+
+def oracle_disagreement(exact: Mapping[str, Mapping[str, np.ndarray]], name: str) -> float:
+    """How far the exact oracles' gradients of ``name`` are apart (0 when fewer than two have one)."""
+    found = [np.asarray(g[name], dtype=np.float64) for g in exact.values() if name in g]
+    if len(found) < 2 or any(f.shape != found[0].shape for f in found):
+        return 0.0
+    with np.errstate(invalid="ignore"):
+        spread = max(
+            float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in itertools.combinations(found, 2)
+        )
+    return spread if np.isfinite(spread) else 0.0
+
+
+def deferred_to_exact(row: CheckResult, oracles: set[str]) -> CheckResult:
+    """A finite-difference failure of a gradient that an exact oracle of the same forward passed is the
+    finite differences' own error (round-off, a kink, curvature at the step): the exact oracle decides."""
+    which = " and ".join(sorted(oracles))
+    note = (
+        f"finite differences disagreed (max abs err {row.max_abs_err:.3g}), but the exact oracle ({which}) "
+        "agrees with the gradient: treated as finite-difference error"
+    )
+    return replace(row, status="pass", diagnosis="", message=note, evidence={})
