@@ -30,7 +30,7 @@ import numpy as np
 from distributed import Client, KilledWorker, LocalCluster, as_completed
 
 from checker.grading import cluster_task
-from checker.grading.cluster import RETRIES, ClusterUnavailable, Finished
+from checker.grading.cluster_records import RETRIES, ClusterUnavailable, Finished
 from checker.grading.cluster_task import (
     GraderFailed,
     PackProblem,

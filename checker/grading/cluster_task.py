@@ -141,7 +141,7 @@ def _read(path: Path, room: int) -> bytes:
 def run_packed(request: Request, packed: PackedSubmission) -> SubmissionRun:
     """The Dask task: run one shipped submission in a sandbox on this machine. A failure of the grader
     itself (no sandbox here, a full disk) raises, so that Dask retries the task elsewhere."""
-    from checker.grading.cluster import grader_failure
+    from checker.grading.cluster_records import grader_failure
     from checker.grading.runs import run_submission
 
     with tempfile.TemporaryDirectory(prefix="bc-cluster-") as folder:
