@@ -54,7 +54,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         help="comma-separated exercise names (default: those the submissions define)",
     )
     grade.add_argument(
-        "--jobs", type=_positive(int), default=2, help="submissions graded in parallel (default 2)"
+        "--jobs",
+        type=_positive(int),
+        default=2,
+        help="submissions graded in parallel on this machine (default 2; without --scheduler)",
+    )
+    grade.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="grade on a Dask cluster: its scheduler (tcp://HOST:8786 or a scheduler.json file), or local:N "
+        'to start N worker processes here; needs the cluster extra (pip install -e ".[cluster]")',
     )
     grade.add_argument(
         "--timeout",
@@ -111,11 +121,8 @@ def _practice(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from rich.table import Table
-    from rich.text import Text
-
+    from checker.grading.cluster import ClusterUnavailable, Interrupts, engine_for
     from checker.grading.grade import grade, select_exercises
-    from checker.grading.outputs import sandbox_notice, write_outputs
     from checker.grading.records import Limits
     from checker.grading.runtime import SandboxUnavailable
     from checker.presentation.terminal import GradeProgress, console_for
@@ -128,21 +135,45 @@ def _grade(args: argparse.Namespace) -> int:
     exercises = select_exercises(paths, names, _bank())
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory)
     console = console_for()
-    try:
-        with GradeProgress(console) as progress:
-            report = grade(
-                paths,
-                exercises,
-                seed=args.seed,
-                cases=args.cases,
-                limits=limits,
-                jobs=args.jobs,
-                sandboxed=not args.no_sandbox,
-                progress=progress,
-            )
-    except SandboxUnavailable as exc:
-        print(f"backprop-check: error: {exc}", file=sys.stderr)
-        return 2
+    # From here on SIGINT/SIGTERM interrupt the running of submissions only; the reports are then
+    # still written whole, with a "not graded" row for what had not finished.
+    with Interrupts() as interrupts:
+        try:
+            engine = engine_for(args.scheduler, args.jobs)
+        except ClusterUnavailable as exc:
+            print(f"backprop-check: error: {exc}", file=sys.stderr)
+            return 2
+        if engine.dashboard_link and console.is_terminal:
+            console.print(f"Dask dashboard: {engine.dashboard_link}", markup=False)
+        try:
+            with GradeProgress(console) as progress:
+                report = grade(
+                    paths,
+                    exercises,
+                    seed=args.seed,
+                    cases=args.cases,
+                    limits=limits,
+                    sandboxed=not args.no_sandbox,
+                    engine=engine,
+                    progress=progress,
+                    interrupts=interrupts,
+                )
+        except (SandboxUnavailable, ClusterUnavailable) as exc:
+            print(f"backprop-check: error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            engine.close()
+        code = _show(report, args, console)
+    # a signal that came after the submissions had run waited for the reports; it still ends the run
+    return 128 + interrupts.signal if interrupts.signal else code
+
+
+def _show(report: Any, args: argparse.Namespace, console: Any) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from checker.grading.outputs import sandbox_notice, write_outputs
+
     table = Table(title="backprop-check grade")
     for column in ("submission", "exercise", "score", "diagnosis", "hint", "seconds"):
         table.add_column(column)
@@ -152,7 +183,9 @@ def _grade(args: argparse.Namespace) -> int:
             Text(g.submission),
             Text(g.exercise),
             Text(f"{g.score:.4g}/{g.max_score:g}", style=colour),
-            Text(g.diagnosis or (g.message if g.message == "not implemented" else "")),
+            Text(
+                g.diagnosis or (g.message if g.message.startswith(("not implemented", "not graded")) else "")
+            ),
             Text(g.hint),
             f"{g.seconds:.2f}",
         )
@@ -168,10 +201,18 @@ def _grade(args: argparse.Namespace) -> int:
             console.print(f"written: {path}", markup=False)
     console.print(sandbox_notice(report), markup=False)
     ok = report.passes(args.min_score)
+    graded = len(report.totals()) - len(report.not_graded)
     console.print(
-        f"graded {len(report.totals())} submission(s) in {report.seconds:.1f} s; "
+        f"graded {graded} submission(s) in {report.seconds:.1f} s ({report.settings['engine']}); "
         + ("all reach" if ok else "not all reach")
-        + f" --min-score {args.min_score:g}",
+        + f" --min-score {args.min_score:g}"
+        + (f"; {len(report.not_graded)} not graded" if report.not_graded else ""),
         markup=False,
     )
+    if report.interrupted:
+        console.print(
+            f"interrupted by {report.interrupted}: the reports hold what finished and a 'not graded' row "
+            "for the rest",
+            markup=False,
+        )
     return 0 if ok else 1

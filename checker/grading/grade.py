@@ -13,15 +13,15 @@ from __future__ import annotations
 import ast
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from checker.grading.cluster import Engine, Interrupts, collect_runs, engine_for, not_graded_run
 from checker.grading.imports import parse_source
 from checker.grading.plan import plan_exercises
 from checker.grading.records import Limits, SubmissionRun, clean_text
-from checker.grading.runs import NO_SANDBOX, run_many
-from checker.grading.sandbox import prepare_runtime
+from checker.grading.runs import NO_SANDBOX
 from checker.grading.scoring import ExerciseGrade, grade_exercise, run_problem
 
 __all__ = ["GradeReport", "defined_names", "grade", "select_exercises"]
@@ -69,13 +69,17 @@ def select_exercises(
 
 @dataclass
 class GradeReport:
-    """Every grade, every worker run, and the settings; ``frame()`` is one row per submission x exercise."""
+    """Every grade, every worker run, and the settings; ``frame()`` is one row per submission x exercise.
+    ``not_graded``: submission -> why it was not graded (interrupted, or it ended every Dask worker it
+    ran on); its rows score 0 with status ``not graded``. ``interrupted``: the signal's name, or ""."""
 
     grades: list[ExerciseGrade]
     runs: list[SubmissionRun]
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     sandbox: str = ""
+    not_graded: dict[str, str] = field(default_factory=dict)
+    interrupted: str = ""
 
     @property
     def sandboxed(self) -> bool:
@@ -100,7 +104,7 @@ class GradeReport:
                 "max_score": g.max_score,
                 "passed_checks": g.passed,
                 "total_checks": g.total,
-                "status": g.status,
+                "status": "not graded" if g.submission in self.not_graded else g.status,
                 "diagnosis": g.diagnosis,
                 "hint": g.hint,
                 "message": g.message,
@@ -118,7 +122,9 @@ class GradeReport:
                     "max_score": most,
                     "passed_checks": sum(g.passed for g in self.grades if g.submission == submission),
                     "total_checks": sum(g.total for g in self.grades if g.submission == submission),
-                    "status": "passed" if score >= most else "failed",
+                    "status": "not graded"
+                    if submission in self.not_graded
+                    else ("passed" if score >= most else "failed"),
                     "diagnosis": "",
                     "hint": "",
                     "message": self.problem(submission),
@@ -129,6 +135,8 @@ class GradeReport:
         return pd.DataFrame(rows)
 
     def problem(self, submission: str) -> str:
+        if submission in self.not_graded:
+            return f"not graded: {self.not_graded[submission]}"
         run = next((r for r in self.runs if _name(Path(r.submission)) == submission), None)
         return run_problem(run) if run is not None else ""
 
@@ -149,9 +157,17 @@ def grade(
     limits: Limits | None = None,
     jobs: int = 2,
     sandboxed: bool = True,
+    scheduler: str | None = None,
+    engine: Engine | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    interrupts: Interrupts | None = None,
 ) -> GradeReport:
     """Grade each submission on ``exercises``; a broken or hostile submission only hurts itself.
+
+    Where they run: ``engine`` (kept open), else the one ``scheduler`` names (``cluster.engine_for``:
+    None for the local pool of ``jobs`` threads, ``local:N`` or a Dask address; closed at the end).
+    An interruption (Ctrl-C; SIGTERM too under ``interrupts``) while submissions run returns a complete
+    report: what finished, and "not graded" rows for the rest (``GradeReport.interrupted`` says so).
 
     Raises ``SandboxUnavailable`` (before any submission runs) when no sandbox can be made, unless
     ``sandboxed=False``: trusted code only, and every output then says it ran without a sandbox.
@@ -159,25 +175,64 @@ def grade(
     from checker.grading import outputs
 
     started = time.perf_counter()
-    sandbox = prepare_runtime().describe() if sandboxed else NO_SANDBOX
-    outputs.warm_up()
-    paths = [Path(s) for s in submissions]
-    finished = [0]
-
-    def done(run: SubmissionRun) -> None:
-        finished[0] += 1
+    owned = engine is None
+    engine = engine or engine_for(scheduler, jobs)
+    try:
+        sandbox = engine.sandbox(sandboxed)
+        outputs.warm_up()
+        paths = [Path(s) for s in submissions]
         if progress is not None:
-            progress(finished[0], len(paths), _name(Path(run.submission)))
+            progress(0, len(paths), "")
+        planned, arrays = plan_exercises(list(exercises), seed=seed, cases=cases)
+        calls = [c.call for c in planned]
+        limits = limits or Limits()
+        cases_of = {e.name: [c for c in planned if c.exercise.name == e.name] for e in exercises}
+        judged: dict[int, list[ExerciseGrade]] = {}
 
-    if progress is not None:
-        progress(0, len(paths), "")
-    planned, arrays = plan_exercises(list(exercises), seed=seed, cases=cases)
-    calls = [c.call for c in planned]
-    runs = run_many(paths, calls, arrays, limits or Limits(), jobs=jobs, sandboxed=sandboxed, on_done=done)
+        def judge(index: int, run: SubmissionRun) -> None:
+            name = _name(paths[index])
+            judged[index] = [grade_exercise(name, e, cases_of[e.name], run) for e in exercises]
+
+        def told(done: int, total: int, failed: int, index: int) -> None:
+            if progress is not None:
+                errors = f" ({failed} with errors so far)" if failed else ""
+                progress(done, total, _name(paths[index]) + errors)
+
+        collected = collect_runs(
+            engine,
+            paths,
+            calls,
+            arrays,
+            limits,
+            sandboxed=sandboxed,
+            progress=told,
+            interrupts=interrupts,
+            on_run=judge,  # each run is judged as it arrives, while the others run
+        )
+    finally:
+        if owned:
+            engine.close()
+    runs = [
+        run or not_graded_run(path, calls, limits, sandbox, collected.not_graded[i])
+        for i, (path, run) in enumerate(zip(paths, collected.runs, strict=True))
+    ]
     grades: list[ExerciseGrade] = []
-    for path, run in zip(paths, runs, strict=True):
-        for exercise in exercises:
-            cases_of = [c for c in planned if c.exercise.name == exercise.name]
-            grades.append(grade_exercise(_name(path), exercise, cases_of, run))
-    settings = {"seed": seed, "cases": cases, "exercises": [e.name for e in exercises], "jobs": jobs}
-    return GradeReport(grades, runs, settings, time.perf_counter() - started, sandbox)
+    for i, run in enumerate(runs):
+        if i in collected.not_graded:
+            judge(i, run)
+            why = f"not graded: {collected.not_graded[i]}"
+            judged[i] = [replace(g, message=why, hint="", diagnosis="") for g in judged[i]]
+        elif i not in judged:  # the interruption came while it was being judged
+            judge(i, run)
+        grades += judged[i]
+    settings = {
+        "seed": seed,
+        "cases": cases,
+        "exercises": [e.name for e in exercises],
+        "jobs": jobs,
+        "engine": engine.description,
+    }
+    not_graded = {_name(paths[i]): reason for i, reason in sorted(collected.not_graded.items())}
+    return GradeReport(
+        grades, runs, settings, time.perf_counter() - started, sandbox, not_graded, collected.interrupted
+    )

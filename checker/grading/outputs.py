@@ -83,19 +83,22 @@ def gradescope_results(report: Any, submission: str) -> dict[str, Any]:
 
 
 def junit_xml(report: Any) -> str:
-    """One <testsuite> per submission, one <testcase> per exercise; a failure carries the hint."""
+    """One <testsuite> per submission, one <testcase> per exercise; a failure carries the hint, and a
+    submission that was not graded (``report.not_graded``) has an <error> per case instead."""
     root = ET.Element("testsuites", name="backprop-check grade")
     notice = sandbox_notice(report)
+    not_graded = getattr(report, "not_graded", {})
     for submission in report.totals():
         grades = [g for g in report.grades if g.submission == submission]
-        failures = sum(g.status != "passed" for g in grades)
+        errors = len(grades) if submission in not_graded else 0
+        failures = sum(g.status != "passed" for g in grades) - errors
         suite = ET.SubElement(
             root,
             "testsuite",
             name=clean_text(submission, 200),
             tests=str(len(grades)),
             failures=str(failures),
-            errors="0",
+            errors=str(errors),
             time=f"{sum(_number(g.seconds, 6) for g in grades):.3f}",
         )
         properties = ET.SubElement(suite, "properties")
@@ -109,7 +112,10 @@ def junit_xml(report: Any) -> str:
                 time=f"{_number(g.seconds, 6):.3f}",
             )
             ET.SubElement(case, "properties")
-            if g.status != "passed":
+            if errors:
+                error = ET.SubElement(case, "error", message=clean_text(g.message, 500), type="not graded")
+                error.text = _test_output(g)
+            elif g.status != "passed":
                 failure = ET.SubElement(
                     case,
                     "failure",
