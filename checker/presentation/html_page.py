@@ -286,7 +286,7 @@ def where_section(rows: Sequence[CheckResult], anchor: str) -> list[str]:
     steps = shown_steps(row)
     if steps:
         parts += [
-            "<table class='steps'><thead><tr><th>verdict</th><th>step</th><th>line</th><th>statement</th>"
+            f"<table class='steps' id='{anchor}-steps'><thead><tr><th>verdict</th><th>step</th><th>line</th><th>statement</th>"
             "</tr></thead><tbody>",
             *(_step_row(s) for s in steps),
             "</tbody></table>",
