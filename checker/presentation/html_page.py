@@ -97,6 +97,11 @@ _STATUS_CSS = {
 }
 
 
+def _with_code(escaped: str) -> str:
+    """HTML-escaped text whose backticked parts (a statement in a message) are shown as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
 def _anchor(index: int, function: str) -> str:
     return f"fn-{index}-" + re.sub(r"[^A-Za-z0-9_-]+", "-", function)
 
@@ -344,7 +349,7 @@ def _function_section(
             else f"<span class='code none'>{'raised' if raised else 'no diagnosis'}</span>"
         )
         times = f" <span class='count'>({count} checks)</span>" if count > 1 else ""
-        parts.append(f"<li>{label} {html.escape(message)}{times}</li>")
+        parts.append(f"<li>{label} {_with_code(html.escape(message))}{times}</li>")
     parts.append("</ul>")
     facts = [f"failing cases <b>{summary.failed_cases} of {summary.cases}</b>"]
     reproduce = ""
@@ -355,7 +360,7 @@ def _function_section(
         elif fact.key == "advice":
             parts.append(f"<p class='advice'><b>{fact.label}:</b> {text}</p>")
         elif fact.key == "where":
-            facts.append(f"{fact.label} <a href='#{anchor}-where'><b>{text}</b></a>")
+            facts.append(f"{fact.label} <a href='#{anchor}-where'><b>{_with_code(text)}</b></a>")
         else:
             facts.append(f"{fact.label} " + (f"<code>{text}</code>" if fact.literal else f"<b>{text}</b>"))
     parts.append(f"<p class='facts'>{' · '.join(facts)}</p>")
