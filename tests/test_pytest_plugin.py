@@ -583,6 +583,8 @@ def test_a_localised_failure_says_where_in_its_text_and_in_the_controllers_repor
             "  check localize, gradient dx, diagnosis sign_flipped:",
             f"    dxhat, divar are right; dsqrtvar is wrong ({at}: `{statement}`)*",
             f"  where: * dsqrtvar at {at}: `{statement}` (sign_flipped)",
+            "*= backprop-check =*",
+            f"FAIL staged_layers::backprop[[]batchnorm[]]: * cases failed; sign_flipped*; where dsqrtvar at {at}",
         ]
     )
     assert "where:" not in result.stdout.str().split("batchnorm: ")[0]  # the passing items tell nothing
