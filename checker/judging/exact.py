@@ -17,6 +17,7 @@ from checker.compare import FLOAT64_EPS, Tolerance, compare_arrays, for_precisio
 from checker.diagnose import GradientContext
 from checker.execution.record import Execution
 from checker.execution.user_code import UserError
+from checker.oracles.threads import torch_threads_for
 from checker.presentation.words import mismatch_text
 from checker.registry import OracleTolerances, Target
 from checker.results import CheckResult
@@ -160,8 +161,10 @@ def in_process_rows(
     """:func:`in_process_answers` for ``which``, with a user error as an error row."""
     if not which:
         return {}, []
+    elements = sum(int(np.size(v)) for v in case.arrays.values())
     try:
-        return in_process_answers(target, case, run, which, tol)
+        with torch_threads_for(elements):
+            return in_process_answers(target, case, run, which, tol)
     except UserError as err:
         return {}, [CheckResult("call", err.where, "error", err.message)]
 
