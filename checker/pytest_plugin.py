@@ -394,6 +394,7 @@ class BackpropSession:
                 verb = "failed" if s["status"] == "fail" else "raised an error"
                 detail = f"{s['failed_cases']}/{s['cases']} cases {verb}"
                 detail += f"; {s['diagnoses']}" if s["diagnoses"] else ""
+                detail += f"; where {s['where']}" if s.get("where") else ""
                 terminalreporter.line(f"FAIL {where}: {detail}", red=True)
         total = sum(len(p["summaries"]) for _, p in self.outcomes)
         terminalreporter.line(

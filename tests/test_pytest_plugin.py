@@ -518,3 +518,78 @@ def test_evidence_travels_compactly_and_capped() -> None:
     np.testing.assert_array_equal(records[0].evidence["expected"], small["expected"])
     assert records[0].evidence["actual"].dtype == np.float32
     assert records[1].evidence == {} and records[2].evidence == {}
+
+
+STAGED = """
+import numpy as np
+import checker as bc
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    N = x.shape[0]
+    mu = x.sum(axis=0) / N
+    xmu = x - mu
+    sq = xmu**2
+    var = sq.sum(axis=0) / N
+    sqrtvar = np.sqrt(var + eps)
+    ivar = 1.0 / sqrtvar
+    xhat = xmu * ivar
+    out = gamma * xhat + beta
+    return out, (xhat, gamma, xmu, ivar, sqrtvar, var, eps)
+
+
+def batchnorm_backward(dout, cache):
+    xhat, gamma, xmu, ivar, sqrtvar, var, eps = cache
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    dxhat = dout * gamma
+    divar = (dxhat * xmu).sum(axis=0)
+    dxmu1 = dxhat * ivar
+    dsqrtvar = 1.0 / sqrtvar**2 * divar
+    dvar = 0.5 / np.sqrt(var + eps) * dsqrtvar
+    dsq = np.ones_like(xmu) / N * dvar
+    dxmu2 = 2 * xmu * dsq
+    dxmu = dxmu1 + dxmu2
+    dmu = -dxmu.sum(axis=0)
+    dx = dxmu + dmu / N
+    return dx, dgamma, dbeta
+
+
+bc.register("batchnorm", forward=batchnorm_forward, backward=batchnorm_backward,
+            inputs={"x": "N,D", "gamma": "D", "beta": "D"}, dims={"N": range(2, 7)})
+"""
+
+
+def test_a_localised_failure_says_where_in_its_text_and_in_the_controllers_report(
+    pytester: pytest.Pytester,
+) -> None:
+    """Under xdist: the worker's failure text has the where line, and the report the controller
+    writes has the where section (the steps, the first wrong one, its picture)."""
+    write(pytester, "staged_layers", STAGED)
+    write(pytester, "where_good", GOOD)
+    common = ("-p", "no:randomly", "-p", "no:cacheprovider", "--backprop-cases", "2")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", *common, "--backprop-check", "staged_layers", "--backprop-check", "where_good",
+        "--backprop-report", "report.html",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2, failed=1)
+    statement = "dsqrtvar = 1.0 / sqrtvar**2 * divar"
+    line = next(i for i, text in enumerate(STAGED.strip().splitlines(), 1) if text.strip() == statement)
+    at = f"staged_layers.py:{line}"
+    result.stdout.fnmatch_lines(
+        [
+            "batchnorm: * cases failed; diagnosis: *sign_flipped* (seed 0)",
+            "  check localize, gradient dx, diagnosis sign_flipped:",
+            f"    dxhat, divar are right; dsqrtvar is wrong ({at}: `{statement}`)*",
+            f"  where: * dsqrtvar at {at}: `{statement}` (sign_flipped)",
+            "*= backprop-check =*",
+            f"FAIL staged_layers::backprop[[]batchnorm[]]: * cases failed; sign_flipped*; where dsqrtvar at {at}",
+        ]
+    )
+    assert "where:" not in result.stdout.str().split("batchnorm: ")[0]  # the passing items tell nothing
+    page = (pytester.path / "report.html").read_text(encoding="utf-8")
+    assert "<h3 id='fn-0-batchnorm-where'>Where the backward goes wrong</h3>" in page
+    assert page.count("<tr class='first_wrong'>") == 1
+    assert f"<td class='at'>{at}</td><td><code>{statement}</code>" in page
+    assert "alt='heatmaps of dsqrtvar: expected, yours, difference'" in page

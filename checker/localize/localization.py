@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from checker.localize.match import StepVerdict
 
@@ -30,6 +32,8 @@ class Localization:
     ``limit`` one of :data:`LIMITS` and ``reason`` a sentence for the summary). ``gradients``: for each
     failing gradient (input or parameter name), the index in ``steps`` of the first wrong step among
     those it was computed from. ``unmatched``: the backward's locals that match no forward name.
+    ``arrays``: for each diagnosed wrong step (its index in ``steps``), its value and the exact
+    gradient it was judged against, for the report's picture of it.
     """
 
     function: str
@@ -40,6 +44,7 @@ class Localization:
     gradients: tuple[tuple[str, int], ...] = ()
     unmatched: tuple[str, ...] = ()
     seconds: float = 0.0
+    arrays: tuple[tuple[int, np.ndarray, np.ndarray], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def localized(self) -> bool:
@@ -58,6 +63,11 @@ class Localization:
             if gradient == name:
                 return self.steps[index]
         return None
+
+    def arrays_of(self, step: StepVerdict) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(value, exact gradient)`` of a diagnosed wrong step (``None`` for any other step)."""
+        index = self.steps.index(step)
+        return next(((value, exact) for i, value, exact in self.arrays if i == index), None)
 
     def right_before(self, step: StepVerdict) -> tuple[StepVerdict, ...]:
         """The right steps that ``step`` was computed from (all right steps before it when unknown)."""

@@ -273,11 +273,19 @@ def _localize(
         index = first_wrong_among(verdicts, among)
         if index is not None:
             by_gradient.append((gradient, index))
-    judged = diagnose_verdicts(judged, [first, *(index for _, index in by_gradient)], tol, context_for)
+    shown = sorted({first, *(index for _, index in by_gradient)})
+    judged = diagnose_verdicts(judged, shown, tol, context_for)
     verdicts = judged.verdicts
+    arrays = tuple(
+        (i, np.asarray(value), binding.gradient)
+        for i in shown
+        for value, binding, _ in [judged.evidence[i]]
+        if binding is not None
+    )
     return done(
         steps=verdicts,
         first_wrong=verdicts[first],
         gradients=tuple(by_gradient),
         unmatched=judged.unmatched,
+        arrays=arrays,
     )

@@ -8,6 +8,8 @@
   report paths), each refusing bad input with an :class:`~checker.errors.OptionError`;
 - ``terminal``: the rich console (wrapped to a terminal's width, never when piped), the summary
   table, the text of ``print(report)`` and progress bars;
+- ``where``: where a backward goes wrong, read from a function's ``localize`` rows (the "where"
+  line, the step list and the step's arrays every door shows);
 - ``failure``: the account of a failing function in a pytest failure;
 - ``pictures``, ``markdown_page``, ``html_page``: the report pages people read.
 

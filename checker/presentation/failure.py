@@ -1,6 +1,7 @@
 """The account of a failing function in a pytest failure (an item's ``repr_failure``, the fixture's
 ``pytest.fail``): the headline alone on its first line, one block per failing (check, gradient,
-diagnosis), then the function's facts under the labels every door uses."""
+diagnosis), where the backward goes wrong first, then the function's facts under the labels every
+door uses (the "where" line among them)."""
 
 from __future__ import annotations
 
@@ -52,8 +53,11 @@ def failure_text(
     for record in records:
         if record.failed:
             groups.setdefault((record.check, record.target, record.diagnosis), []).append(record)
+    # Where the backward goes wrong (localize) first: it says which line to fix; the checks after it
+    # say what the returned gradients look like.
+    ordered = sorted(groups.items(), key=lambda item: item[0][0] != "localize")
     lines = [head]
-    for (check, _, diagnosis), rows in list(groups.items())[:_MAX_GROUPS]:
+    for (check, _, diagnosis), rows in ordered[:_MAX_GROUPS]:
         first = rows[0]
         parts = [f"check {check}", _where(first, function_names)]
         if first.status == "error":

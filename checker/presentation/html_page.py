@@ -3,7 +3,10 @@
 Header (verdict, settings, date), a summary table (pandas Styler, fixed table ids, failing
 functions first), then one section per failing function: its diagnoses, the facts every door shows
 (:func:`checker.presentation.summary.function_facts`), up to three heatmaps and a finite-difference
-step curve (PNG data URIs: nothing is fetched from elsewhere), and its failing checks.
+step curve (PNG data URIs: nothing is fetched from elsewhere), and its failing checks. A function
+whose backward was localised gets a "where" section (:func:`where_section`): its steps in order,
+right ones marked right, the first wrong one marked with its statement and diagnosis, and the
+heatmap of that step's value against its exact gradient.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ import numpy as np
 from checker.presentation.markdown_page import ROW_LIMIT
 from checker.presentation.pictures import PICTURES, picture_rows, step_curve_of
 from checker.presentation.summary import diagnosis_groups, failing_first, function_facts, headline, run_line
+from checker.presentation.where import (
+    located_gradients,
+    shown_steps,
+    step_arrays,
+    unchecked_names,
+    where_row,
+)
 from checker.presentation.words import gradient_name
 
 if TYPE_CHECKING:
@@ -63,9 +73,21 @@ _CSS = """
 .bc-report figcaption{contain:inline-size;font-size:12px;color:#57606a;margin-top:4px}
 .bc-report details>summary{cursor:pointer;color:#0969da;margin:.6em 0 .3em}
 .bc-report .muted{color:#57606a}
+.bc-report table.steps td{border-color:#e6e9ed}
+.bc-report table.steps td.mark{white-space:nowrap;font-weight:600}
+.bc-report table.steps tr.right td.mark{color:#116329}
+.bc-report table.steps tr.first_wrong td{background:#ffebe9}
+.bc-report table.steps tr.first_wrong td.mark{color:#a40e26}
+.bc-report table.steps tr.why td{background:#fff5f4;color:#1f2328}
+.bc-report table.steps tr.wrong td,.bc-report table.steps tr.partial td{color:#57606a}
+.bc-report table.steps tr.wrong td.mark{color:#cf222e}
+.bc-report table.steps td.at{white-space:nowrap;color:#57606a}
+.bc-report p.where{margin:.4em 0}
 .bc-report p.advice{background:#fff8c5;border:1px solid #eed888;border-radius:6px;padding:6px 10px;
  margin:.5em 0}
 """
+
+_WHERE_TITLE = "Where the backward goes wrong"
 
 _STATUS_CSS = {
     "pass": "background-color:#dafbe1;color:#116329;font-weight:600",
@@ -73,6 +95,11 @@ _STATUS_CSS = {
     "error": "background-color:#ffd8d3;color:#86061d;font-weight:600",
     "skip": "color:#57606a",
 }
+
+
+def _with_code(escaped: str) -> str:
+    """HTML-escaped text whose backticked parts (a statement in a message) are shown as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
 
 
 def _anchor(index: int, function: str) -> str:
@@ -221,6 +248,90 @@ def _curve_html(row: CheckResult) -> str:
     )
 
 
+def _step_row(step: Any) -> str:
+    name = html.escape(step.name)
+    title = f" title='the gradient of {html.escape(step.matches)}'" if step.matches else ""
+    cells = (
+        f"<tr class='{html.escape(step.verdict)}'><td class='mark'>{html.escape(step.mark)}</td>"
+        f"<td><code{title}>{name}</code></td><td class='at'>{html.escape(step.location)}</td>"
+        f"<td><code>{html.escape(step.source)}</code></td></tr>"
+    )
+    if step.verdict == "first_wrong" and (step.diagnosis or step.message):
+        code = (
+            f"<span class='code'>{html.escape(step.diagnosis)}</span> "
+            if step.diagnosis
+            else "<span class='code none'>no diagnosis</span> "
+        )
+        cells += f"<tr class='why'><td></td><td colspan='3'>{code}{html.escape(step.message)}</td></tr>"
+    return cells
+
+
+def where_section(rows: Sequence[CheckResult], anchor: str) -> list[str]:
+    """The "where" section of a localised function ([] when nothing was located): the backward's
+    steps in order with their verdicts, and the first wrong step's heatmap against its exact gradient."""
+    row = where_row(rows)
+    if row is None:
+        return []
+    step = html.escape(row.first_wrong)
+    parts = [
+        f"<h3 id='{anchor}-where'>{_WHERE_TITLE}</h3>",
+        f"<p class='where'>Gradient <b>{html.escape(gradient_name(row.target))}</b>, case {row.case} "
+        f"({html.escape(row.dims)}): the first wrong step is <code>{step}</code> at "
+        f"<code>{html.escape(row.location)}</code>.</p>",
+    ]
+    others = [
+        g for g in located_gradients(rows) if g[0] != row.target or g[1:] != (row.first_wrong, row.location)
+    ]
+    if others:
+        told = "; ".join(
+            f"{html.escape(gradient_name(g))}: <code>{html.escape(w)}</code> at <code>{html.escape(at)}</code>"
+            for g, w, at in others
+        )
+        parts.append(f"<p class='where muted'>Also located: {told}.</p>")
+    steps = shown_steps(row)
+    if steps:
+        parts += [
+            f"<table class='steps' id='{anchor}-steps'><thead><tr><th>verdict</th><th>step</th><th>line</th><th>statement</th>"
+            "</tr></thead><tbody>",
+            *(_step_row(s) for s in steps),
+            "</tbody></table>",
+        ]
+    else:
+        parts.append(f"<p class='muted'>{html.escape(row.message)}</p>")
+    unmatched, left_out = unchecked_names(row)
+    notes = []
+    if unmatched:
+        notes.append(
+            "Not checked (no forward value has their name, so their right values are unknown): "
+            + ", ".join(f"<code>{html.escape(n)}</code>" for n in unmatched)
+            + "."
+        )
+    if left_out:
+        notes.append(f"{left_out} more step{'s' if left_out != 1 else ''} not listed.")
+    if notes:
+        parts.append(f"<p class='muted'>{' '.join(notes)}</p>")
+    arrays = step_arrays(row)
+    if arrays is not None:
+        import checker.plots as plots
+
+        matches = next((s.matches for s in steps if s.verdict == "first_wrong"), "")
+        exact = (
+            f"the exact gradient of <code>{html.escape(matches)}</code>" if matches else "its exact gradient"
+        )
+        caption = (
+            f"<b>{step}</b> at {html.escape(row.location)} · case {row.case} ({html.escape(row.dims)}) · "
+        )
+        caption += f"its value against {exact}"
+        caption += f" · {html.escape(row.diagnosis)}" if row.diagnosis else ""
+        try:
+            png = plots.gradient_figure(arrays[0], arrays[1], label=row.first_wrong)
+            figure = _figure_html(png, caption, f"heatmaps of {row.first_wrong}: expected, yours, difference")
+        except Exception as err:  # a picture that cannot be drawn must not cost the report
+            figure = f"<p class='muted'>No picture for {step}: {html.escape(repr(err))}</p>"
+        parts += ["<div class='figures'>", figure, "</div>"]
+    return parts
+
+
 def _function_section(
     summary: FunctionSummary, records: Sequence[CheckResult], anchor: str, pictures: int
 ) -> str:
@@ -238,7 +349,7 @@ def _function_section(
             else f"<span class='code none'>{'raised' if raised else 'no diagnosis'}</span>"
         )
         times = f" <span class='count'>({count} checks)</span>" if count > 1 else ""
-        parts.append(f"<li>{label} {html.escape(message)}{times}</li>")
+        parts.append(f"<li>{label} {_with_code(html.escape(message))}{times}</li>")
     parts.append("</ul>")
     facts = [f"failing cases <b>{summary.failed_cases} of {summary.cases}</b>"]
     reproduce = ""
@@ -248,9 +359,12 @@ def _function_section(
             reproduce = text
         elif fact.key == "advice":
             parts.append(f"<p class='advice'><b>{fact.label}:</b> {text}</p>")
+        elif fact.key == "where":
+            facts.append(f"{fact.label} <a href='#{anchor}-where'><b>{_with_code(text)}</b></a>")
         else:
             facts.append(f"{fact.label} " + (f"<code>{text}</code>" if fact.literal else f"<b>{text}</b>"))
     parts.append(f"<p class='facts'>{' · '.join(facts)}</p>")
+    parts += where_section(rows, anchor)
     if reproduce:
         parts.append(f"<h3>Reproduce</h3><pre><code>{reproduce}</code></pre>")
     figures = _pictures(rows, pictures)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from checker.presentation.summary import diagnosis_groups, failing_first, function_facts, headline, run_line
+from checker.presentation.where import MARKS, shown_steps, unchecked_names, where_row
+from checker.presentation.words import gradient_name
 
 if TYPE_CHECKING:
-    from checker.results import Report
+    from checker.results import CheckResult, Report
 
-__all__ = ["ROW_LIMIT", "render_markdown"]
+__all__ = ["ROW_LIMIT", "render_markdown", "where_lines"]
 
 #: Failing rows listed per function (HTML and Markdown); the CSV and JSON keep every row.
 ROW_LIMIT = 40
@@ -33,6 +36,56 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 def _code(text: str) -> str:
     return "`" + text.replace("`", "'") + "`"
+
+
+def _inline(text: str) -> str:
+    """``text`` whose backticked parts (a statement) stay code spans, verbatim; the rest escaped."""
+    parts = text.replace("\r", " ").replace("\n", " ").split("`")
+    if len(parts) % 2 == 0:  # unbalanced: no code spans
+        return md_cell(text)
+    return "".join(f"`{p}`" if i % 2 else md_cell(p) for i, p in enumerate(parts))
+
+
+def _fenced(lines: Sequence[str]) -> list[str]:
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + "text", *lines, fence]
+
+
+def where_lines(rows: Sequence[CheckResult]) -> list[str]:
+    """The backward's steps up to the first wrong one (mark, step, line, statement), its diagnosis,
+    then the verdicts of the steps after it on one line, as a fenced block; [] when nothing was located."""
+    row = where_row(rows)
+    steps = shown_steps(row) if row is not None else []
+    if row is None or not steps:
+        return []
+    at = next((i for i, s in enumerate(steps) if s.verdict == "first_wrong"), len(steps) - 1)
+    width = max(len(MARKS.get(s.verdict, s.verdict)) for s in steps[: at + 1])
+    names = max(len(s.name) for s in steps[: at + 1])
+    places = max(len(s.location) for s in steps[: at + 1])
+    block = []
+    for step in steps[: at + 1]:
+        block.append(f"{step.mark:<{width}}  {step.name:<{names}}  {step.location:<{places}}  {step.source}")
+    first = steps[at]
+    if first.diagnosis or first.message:
+        said = f"{first.diagnosis}: {first.message}" if first.diagnosis else first.message
+        block.append(" " * (width + 2) + said.replace("\n", " "))
+    after = [
+        f"{'✓' if s.verdict == 'right' else '✗' if s.verdict != 'partial' else '~'} {s.name}"
+        for s in steps[at + 1 :]
+    ]
+    if after:
+        block.append(f"after it: {', '.join(after)}")
+    unmatched, left_out = unchecked_names(row)
+    if unmatched:
+        block.append(f"not checked (no forward value has their name): {', '.join(unmatched)}")
+    if left_out:
+        block.append(f"{left_out} more step{'s' if left_out != 1 else ''} not listed")
+    head = (
+        f"Where the backward goes wrong (gradient `{gradient_name(row.target)}`, case {row.case}, "
+        f"{md_cell(row.dims)}):"
+    )
+    return ["", head, "", *_fenced(block)]
 
 
 def render_markdown(report: Report) -> str:
@@ -64,12 +117,20 @@ def render_markdown(report: Report) -> str:
             label = f"**`{code}`**" if code else "*raised*" if raised else "*no diagnosis*"
             times = f" ({count} checks)" if count > 1 else ""
             lines.append(f"- {label}: {md_cell(message)}{times}")
+        reproduce = []
         for fact in function_facts(s, records):
             if fact.key == "reproduce":
-                lines += ["", "Reproduce:", "", "```sh", fact.text, "```"]
+                reproduce = ["", "Reproduce:", "", "```sh", fact.text, "```"]
             else:
-                text = _code(fact.text) if fact.literal else md_cell(fact.text)
+                text = (
+                    _code(fact.text)
+                    if fact.literal
+                    else _inline(fact.text)
+                    if fact.key == "where"
+                    else md_cell(fact.text)
+                )
                 lines.append(f"- {fact.label}: {text}")
+        lines += where_lines(rows) + reproduce
         shown = rows[:ROW_LIMIT]
         more = f" (first {ROW_LIMIT})" if len(rows) > ROW_LIMIT else ""
         lines += ["", f"<details><summary>{len(rows)} failing checks{more}</summary>", ""]

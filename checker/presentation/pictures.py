@@ -40,7 +40,8 @@ def picture_rows(rows: Sequence[CheckResult], limit: int = PICTURES) -> list[Che
     """
     best: dict[tuple[int, str], CheckResult] = {}
     for r in rows:
-        if r.failed and has_arrays(r):
+        # A localize row's arrays are a step's, drawn in the "where" section (checker.presentation.where).
+        if r.failed and has_arrays(r) and r.check != "localize":
             key = (r.case, r.target)
             rank = (_CHECK_RANK.get(r.check, 3), not r.diagnosis)
             if key not in best or rank < (_CHECK_RANK.get(best[key].check, 3), not best[key].diagnosis):

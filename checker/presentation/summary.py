@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from checker.presentation.advice import shape_advice
+from checker.presentation.where import where_text
 
 if TYPE_CHECKING:
     from checker.results import CheckResult, FunctionSummary
@@ -29,6 +30,7 @@ __all__ = [
 
 #: What each fact of a summary is called, everywhere.
 LABELS = {
+    "where": "where",
     "notes": "note",
     "shape_pattern": "shapes",
     "shrunk_dims": "smallest failing dims",
@@ -56,14 +58,16 @@ class Fact:
 def function_facts(summary: FunctionSummary, records: Iterable[CheckResult] = ()) -> list[Fact]:
     """What to tell about a function that did not pass, in the order every door shows it.
 
-    ``records``: the function's rows (for the first failing dims when nothing was shrunk, and for
-    the advice when its code raised at some shapes only).
+    ``records``: the function's rows (for the statement of the first wrong step, the first failing
+    dims when nothing was shrunk, and the advice when its code raised at some shapes only).
     """
     if summary.status == "pass":
         return []
     rows = [r for r in records if r.function in ("", summary.function)]
     facts = []
-    if summary.notes:
+    if summary.where:  # the first wrong step of the backward, its statement and its diagnosis
+        facts.append(Fact("where", where_text(summary.where, rows)))
+    if summary.notes:  # among them, when nothing was located, why ("not located: ...")
         facts.append(Fact("notes", summary.notes))
     if summary.shape_pattern:
         facts.append(Fact("shape_pattern", summary.shape_pattern))
