@@ -177,7 +177,7 @@ def judge_case(
         exact, oracle_rows = exact_oracles.in_process_rows(target, case, run, first, tol)
         rows.extend(oracle_rows)
     checked, by_name = _gradient_rows(target, case, run, grads, exact, reference, rows)
-    passed_by = exact_oracles.compare_exact(exact, checked, tol, by_name, run.eps, run.shadow)
+    passed_by = exact_oracles.compare_exact(exact, checked, tol, by_name, run.eps, run.witnesses)
     forward_ok = not any(r.check in _FORWARD_CHECKS and r.failed for r in rows)
 
     def trusted(name: str) -> bool:
@@ -191,7 +191,7 @@ def judge_case(
         more, more_rows = exact_oracles.in_process_rows(target, case, run, rest, tol)
         rows.extend(more_rows)
         for name, oracles in exact_oracles.compare_exact(
-            more, checked, tol, by_name, run.eps, run.shadow
+            more, checked, tol, by_name, run.eps, run.witnesses
         ).items():
             passed_by.setdefault(name, set()).update(oracles)
         exact |= more

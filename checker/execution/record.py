@@ -66,8 +66,10 @@ class Execution:
     mutations: list[MutationEvidence] = field(default_factory=list)
     model_params: dict[str, np.ndarray] | None = None
     eps: float = FLOAT64_EPS
-    #: gradients of the user's forward run as its float64 shadow (reduced-precision code only)
-    shadow: dict[str, np.ndarray] = field(default_factory=dict)
+    #: reduced-precision code only: other exact gradients of the same computation, by who made them (the
+    #: user's forward run as its float64 ``shadow``; the torch reference run in the user's precision,
+    #: ``reference_low``): how far they are apart is what that precision can resolve at this input
+    witnesses: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     #: a forward that returned outputs the checks cannot use (wrong count, refused values): the message
     forward_problem: str = ""
     #: what the user's backward calls its upstream gradients (``dnext_h``, ``dnext_c``), for messages

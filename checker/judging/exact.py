@@ -46,21 +46,19 @@ def in_process_answers(
     """Gradients from torch (reference) and autograd (user's own forward), as ``which`` asks, and their rows.
 
     The autograd run also tells the precision the forward really computes in (``run.eps`` is raised to
-    it) and, below float64, the gradients of its float64 shadow (``run.shadow``).
+    it). Below float64, the gradients of the forward's float64 shadow and of the torch reference run in
+    the user's precision become ``run.witnesses``, and the reference's outputs in that precision widen
+    the forward's comparison by what the precision can resolve at this input.
     """
     from checker.oracles import torch_numpy, torch_reference
 
     found: dict[str, dict[str, np.ndarray]] = {}
     rows: list[CheckResult] = []
+    ref = None
+    started = time.perf_counter()
     if "torch" in which and target.torch_forward is not None:
-        started = time.perf_counter()
         ref = torch_reference.reference_gradients(
-            target,
-            case.arrays,
-            case.fresh_hyper(),
-            run.douts,
-            run.differentiable,
-            params=run.model_params,
+            target, case.arrays, case.fresh_hyper(), run.douts, run.differentiable, params=run.model_params
         )
         if ref.error:
             rows.append(
@@ -72,24 +70,63 @@ def in_process_answers(
                     oracle="torch_reference",
                 )
             )
+            ref = None
         else:
             found["torch_reference"] = ref.gradients
-            user_outs = run.outputs if target.takes_dout else (np.array(run.value),)
-            exact_tol = for_precision(tol.exact, run.eps)
-            rows.extend(forward_rows(user_outs, ref.outputs, exact_tol, time.perf_counter() - started))
+    seconds = time.perf_counter() - started
     if "autograd" in which and run.objective is not None:
         namespaces = [f.__globals__ for f in target.user_functions.values() if hasattr(f, "__globals__")]
         auto = torch_numpy.autograd_gradients(
             run.objective, dict(case.arrays) | run.param_values, run.differentiable, run.value, namespaces
         )
         run.eps = max(run.eps, auto.eps)
-        run.shadow = auto.shadow
+        if auto.shadow:
+            run.witnesses["shadow"] = auto.shadow
         run.broadcasts = auto.broadcasts
         if auto.skipped:
             rows.append(CheckResult("grad_autograd", "", "skip", auto.skipped, oracle="torch_numpy"))
         else:
             found["torch_numpy"] = auto.gradients
+    if ref is not None:
+        noise = 0.0
+        low = _torch_dtype(run.eps)
+        if low is not None:
+            in_precision = torch_reference.reference_gradients(
+                target, case.arrays, case.fresh_hyper(), run.douts, run.differentiable,
+                params=run.model_params, precision=low,
+            )  # fmt: skip
+            if not in_precision.error:
+                run.witnesses["reference_low"] = in_precision.gradients
+                noise = _spread(in_precision.outputs, ref.outputs)
+        user_outs = run.outputs if target.takes_dout else (np.array(run.value),)
+        exact_tol = for_precision(tol.exact, run.eps)
+        forward = forward_rows(user_outs, ref.outputs, exact_tol, seconds, noise=noise)
+        rows[:0] = forward
     return found, rows
+
+
+def _torch_dtype(eps: float) -> object:
+    """The torch dtype of code computing with machine epsilon ``eps`` (None for float64)."""
+    if eps <= FLOAT64_EPS:
+        return None
+    import torch
+
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        if eps == float(torch.finfo(dtype).eps):
+            return dtype
+    return torch.float32
+
+
+def _spread(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    """The largest difference between two sets of outputs of the same shapes (0 when they differ in shape)."""
+    if len(a) != len(b) or any(np.shape(x) != np.shape(y) for x, y in zip(a, b, strict=True)):
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        spread = max(
+            (float(np.max(np.abs(x - y))) if np.size(x) else 0.0 for x, y in zip(a, b, strict=True)),
+            default=0.0,
+        )
+    return spread if np.isfinite(spread) else 0.0
 
 
 def forward_rows(
@@ -98,6 +135,7 @@ def forward_rows(
     tol: Tolerance,
     seconds: float,
     oracle: str = "torch_reference",
+    noise: float = 0.0,
 ) -> list[CheckResult]:
     """The user's outputs (the loss, for a loss or a model) against an oracle's: ``forward_torch`` rows
     for the torch reference, ``forward_reference`` rows for a reference solution (grading)."""
@@ -127,7 +165,7 @@ def forward_rows(
                 )
             )
             continue
-        comparison = compare_arrays(mine, ref, tol)
+        comparison = compare_arrays(mine, ref, with_noise(tol, ref, noise))
         status = "pass" if comparison.passed else "fail"
         message = (
             ""
@@ -176,14 +214,14 @@ def compare_exact(
     tol: OracleTolerances,
     by_name: dict[str, list[CheckResult]],
     eps: float = FLOAT64_EPS,
-    shadow: Mapping[str, np.ndarray] | None = None,
+    witnesses: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> dict[str, set[str]]:
     """Compare each checked gradient with each exact oracle's, at the accuracy of code computing with
     machine epsilon ``eps`` (rows go to ``by_name``); returns, per name, the oracles that passed it."""
     passed: dict[str, set[str]] = {}
     exact_tol = for_precision(tol.exact, eps)
     for name, (actual, context) in checked.items():
-        noise = oracle_disagreement({**exact, "shadow": shadow or {}}, name) if eps > FLOAT64_EPS else 0.0
+        noise = oracle_disagreement({**exact, **(witnesses or {})}, name) if eps > FLOAT64_EPS else 0.0
         for oracle, gradients in exact.items():
             if name in gradients:
                 check = GRADIENT_CHECKS.get(oracle, f"grad_{oracle}")

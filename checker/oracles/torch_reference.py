@@ -34,23 +34,35 @@ def reference_gradients(
     douts: Sequence[np.ndarray],
     differentiable: Sequence[str],
     params: Mapping[str, np.ndarray] | None = None,
+    precision: Any = None,
 ) -> ReferenceResult:
-    """Run ``target.torch_forward`` and autograd. ``params`` is given for a model (then ``values`` is the data)."""
+    """Run ``target.torch_forward`` and autograd. ``params`` is given for a model (then ``values`` is the data).
+
+    ``precision``: a torch float dtype to run the reference in (float32, float16) instead of float64:
+    the same function in the user's precision, to measure what that precision can resolve.
+    """
     import torch
 
     assert target.torch_forward is not None
+    low = precision is not None and precision != torch.float64
+
+    def leaf(array: np.ndarray) -> Any:
+        if not low:
+            return _shared_leaf(array)
+        return torch.tensor(np.asarray(array, dtype=np.float64), dtype=precision).requires_grad_(True)
+
     tensors: dict[str, Any] = {}
     for name, value in values.items():
         array = np.asarray(value)
         wants_grad = name in differentiable and params is None
-        dtype = torch.int64 if array.dtype.kind in "iu" else torch.float64
-        if wants_grad and dtype == torch.float64:
-            tensors[name] = _shared_leaf(array)
+        dtype = torch.int64 if array.dtype.kind in "iu" else (precision if low else torch.float64)
+        if wants_grad and dtype != torch.int64:
+            tensors[name] = leaf(array)
         else:
             tensors[name] = torch.tensor(array, dtype=dtype)
     try:
         if params is not None:
-            param_tensors = {k: _shared_leaf(np.asarray(v)) for k, v in params.items()}
+            param_tensors = {k: leaf(np.asarray(v)) for k, v in params.items()}
             result = target.torch_forward(param_tensors, *(tensors[n] for n in target.inputs))
             leaves = param_tensors
         else:
@@ -59,7 +71,7 @@ def reference_gradients(
         outs = tuple(result) if isinstance(result, (tuple, list)) else (result,)
         if target.takes_dout:
             total = sum(
-                (o * torch.as_tensor(d, dtype=torch.float64)).sum() for o, d in zip(outs, douts, strict=True)
+                (o * torch.as_tensor(d, dtype=o.dtype)).sum() for o, d in zip(outs, douts, strict=True)
             )
         else:
             total = outs[0].sum()
@@ -67,10 +79,16 @@ def reference_gradients(
     except USER_ERRORS as err:
         return ReferenceResult((), {}, f"torch_forward raised {describe_exception(err)}")
     gradients = {
-        name: (np.zeros(tuple(leaf.shape)) if g is None else np.asarray(g.detach().numpy(), dtype=np.float64))
-        for (name, leaf), g in zip(leaves.items(), grads, strict=True)
+        name: (
+            np.zeros(tuple(t.shape))
+            if g is None
+            else np.asarray(g.detach().double().numpy(), dtype=np.float64)
+        )
+        for (name, t), g in zip(leaves.items(), grads, strict=True)
     }
-    return ReferenceResult(tuple(np.asarray(o.detach().numpy(), dtype=np.float64) for o in outs), gradients)
+    return ReferenceResult(
+        tuple(np.asarray(o.detach().double().numpy(), dtype=np.float64) for o in outs), gradients
+    )
 
 
 def _shared_leaf(array: np.ndarray) -> Any:
