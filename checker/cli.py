@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=("auto", "full", "directional", "sampled"),
         default="auto",
-        help="finite-difference mode",
+        help="auto: one exact oracle decides each gradient, the others explain what it fails; "
+        "full/directional/sampled: every oracle on every gradient, finite differences element-wise, "
+        "along random directions or at sampled entries",
     )
     run.add_argument(
         "--oracles",

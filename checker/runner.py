@@ -4,8 +4,8 @@ For one case: the user's code runs (here: :mod:`checker.execution.in_process`; w
 sandbox, its answers read back as the same record), then the checks run in one order whatever the
 door: mutation, finite outputs, the returned gradients' structure, the exact oracles' answers, and
 per gradient its shape, finiteness, determinism, the exact comparisons and finite differences.
-Cheap decides, expensive explains: above ``DECIDE_LIMIT`` elements one exact oracle decides and the
-others run only for what it did not pass. The CLI, the pytest plugin and the notebook API call
+Cheap decides, expensive explains (``auto`` mode): one exact oracle decides each gradient (the torch
+reference, else autograd of the user's own forward) and the others run only for what it did not pass. The CLI, the pytest plugin and the notebook API call
 :func:`check_case`; the grader calls :func:`judge_case` with a reference solution's answers.
 """
 
@@ -38,10 +38,6 @@ __all__ = ["MODES", "ORACLES", "Answers", "CheckOptions", "check_case", "judge_c
 
 MODES = ("auto", "full", "directional", "sampled")
 ORACLES = ("fd", "torch", "autograd")
-#: Above this many differentiable elements, ``auto`` lets one oracle decide each gradient: the torch
-#: reference, else autograd of the user's own forward, else finite differences. The others run only
-#: for what it did not pass (or when the forward differs from the reference), to confirm and explain.
-DECIDE_LIMIT = 4096
 _FORWARD_CHECKS = ("forward_torch", "forward_reference")
 
 
@@ -163,8 +159,10 @@ def judge_case(
     for problem in problems:
         rows.append(CheckResult("shape", problem.target or run.where, "fail", problem.message))
     wanted = [o for o in ("torch", "autograd") if o in options.oracles]
-    size = sum(int(np.size(run.param_values[n])) for n in run.differentiable if n in run.param_values)
-    lazy = options.mode == "auto" and size > DECIDE_LIMIT
+    # Cheap decides (``auto``): one exact oracle first; the others only for what it did not pass. An
+    # oracle run after a pass could not convict: finite differences defer to an exact oracle of the same
+    # forward, and autograd of the user's own forward adds nothing once the forward equals the reference.
+    lazy = options.mode == "auto"
     first = ["torch"] if lazy and "torch" in wanted and target.torch_forward is not None else wanted
     if reference is not None:
         exact = {"reference": dict(reference.gradients)}

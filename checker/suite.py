@@ -245,6 +245,8 @@ def check(
     """Check one registered function; returns a :class:`Report` (renders itself in a notebook).
 
     ``seed``: one seed, or several (``[0, 1, 2]``, ``"0-9"``): the cases are planned and drawn for each.
+    ``mode``: ``"auto"`` lets one exact oracle decide each gradient (the others explain what it fails);
+    ``"full"``, ``"directional"``, ``"sampled"`` run every oracle, finite differences in that mode.
     ``timeout``: seconds one case of user code may take before it is reported as a hang.
     """
     if not isinstance(name, (str, Target)):

@@ -15,10 +15,10 @@ def torch_affine(x, w, b):
     return x @ w + b
 
 
-def check_backward(name, backward, forward=affine_forward, **kwargs):
+def check_backward(name, backward, forward=affine_forward, mode="auto", **kwargs):
     kwargs.setdefault("inputs", AFFINE_INPUTS)
     bc.register(name, forward=forward, backward=backward, **kwargs)
-    return bc.check(name, cases=3, shrink=False)
+    return bc.check(name, cases=3, shrink=False, mode=mode)
 
 
 def rows(report, check, target=None):
@@ -28,7 +28,7 @@ def rows(report, check, target=None):
 
 
 def test_correct_affine_passes_every_check_with_every_oracle():
-    report = check_backward("affine_ok", affine_backward, torch_forward=torch_affine)
+    report = check_backward("affine_ok", affine_backward, torch_forward=torch_affine, mode="full")
     assert report.passed
     checks = set(report.frame.check)
     assert {
@@ -407,7 +407,16 @@ def test_taylor_second_opinion_clears_a_finite_difference_false_alarm_but_not_a_
     assert len(bad) and "Taylor test: first order" in bad.message.iloc[0]
 
 
-BIG = {"N": 64, "D": 64, "M": 64}  # 8256 differentiable elements: above runner.DECIDE_LIMIT
+BIG = {"N": 64, "D": 64, "M": 64}  # 8256 differentiable elements
+
+
+def test_by_default_the_torch_reference_decides_a_small_case_and_nothing_else_runs_on_a_pass():
+    report = check_backward("small_affine_ref", affine_backward, torch_forward=torch_affine)
+    assert report.passed and {"forward_torch", "grad_torch"} <= set(report.frame.check)
+    assert not {"grad_autograd", "grad_fd"} & set(report.frame.check)
+    plain = check_backward("small_affine", affine_backward)  # no reference: autograd of the forward decides
+    assert plain.passed and "grad_autograd" in set(plain.frame.check)
+    assert "grad_fd" not in set(plain.frame.check)
 
 
 def test_a_large_case_lets_the_torch_reference_decide_and_the_other_oracles_explain_a_failure():

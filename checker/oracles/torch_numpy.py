@@ -10,6 +10,7 @@ value must equal the numpy one before its gradients are trusted, and anything un
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import sysconfig
@@ -94,13 +95,32 @@ def _precision_mode(promote: bool, watch: BroadcastWatch | None = None) -> Any:
     return LowestPrecision()
 
 
+def _torch_numpy() -> ModuleType:
+    """``torch._numpy``, with its default dtypes set without importing ``torch._dynamo`` (0.7 s).
+
+    torch._numpy reads its defaults (float64, complex128, int64) from ``torch._dynamo.config`` on first
+    use; when that config is not loaded yet (nobody can have changed it) the same defaults are set
+    directly. Guarded: a torch without the attribute reads its config as usual.
+    """
+    import torch
+    import torch._numpy as tnp
+    from torch._numpy import _dtypes_impl
+
+    if "torch._dynamo.config" not in sys.modules and getattr(_dtypes_impl, "_default_dtypes", 0) is None:
+        with contextlib.suppress(Exception):
+            _dtypes_impl._default_dtypes = _dtypes_impl.DefaultDTypes(
+                float_dtype=torch.float64, complex_dtype=torch.complex128, int_dtype=torch.int64
+            )
+    return tnp
+
+
 @functools.cache
 def warm_up() -> None:
     """Pay torch._numpy's one-time lazy imports (about a second) outside any time limit on user code."""
     try:
         import torch
-        import torch._numpy as tnp
 
+        tnp = _torch_numpy()
         leaf = torch.ones(2, dtype=torch.float64, requires_grad=True)
         # A numpy operand (a layer's dout) imports torch's symbolic machinery on first use: seconds.
         total = tnp.sum(tnp.exp(tnp.asarray(leaf)) * np.full(2, 2.0))
@@ -245,7 +265,8 @@ def traced_inputs(
     """``(leaves, traced)``: float64 leaf tensors that require grad for the differentiable float inputs,
     and every input as a torch._numpy array (the leaves wrapped, the others constant)."""
     import torch
-    import torch._numpy as tnp
+
+    tnp = _torch_numpy()
 
     leaves: dict[str, Any] = {}
     traced: dict[str, Any] = {}
