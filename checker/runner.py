@@ -129,7 +129,7 @@ def _localized(
             if row.check.startswith("grad_") and row.status == "fail":
                 rows[i] = replace(row, evidence=row.evidence | {"not_located": reason})
         return []
-    return _at_precision(_stamp(located, target, case, started), run.eps)
+    return _stamp(located, target, case, started, run.eps)
 
 
 def judge_case(
@@ -212,7 +212,7 @@ def judge_case(
         rows = forward_lint.lint_rows(run.broadcasts, label) + forward_lint.not_the_backward(
             rows, run.broadcasts
         )
-    return _at_precision(_stamp(rows, target, case, started), run.eps)
+    return _stamp(rows, target, case, started, run.eps)
 
 
 def _gradient_rows(
@@ -337,18 +337,15 @@ def _finite_outputs(run: Execution) -> list[CheckResult]:
     return [check_finite("loss", np.array([run.value]), "the loss")]
 
 
-def _at_precision(rows: list[CheckResult], eps: float) -> list[CheckResult]:
-    """Each row says the precision it was judged at; a failure computed below float64 says so in words."""
-    name = precision_name(eps)
-    note = f" (compared at {name} accuracy: the code computes in {name})" if eps > FLOAT64_EPS else ""
-    return [
-        replace(r, precision=name, message=r.message + note if r.status == "fail" and note else r.message)
-        for r in rows
-    ]
-
-
-def _stamp(rows: Sequence[CheckResult], target: Target, case: Case, started: float) -> list[CheckResult]:
+def _stamp(
+    rows: Sequence[CheckResult], target: Target, case: Case, started: float, eps: float | None = None
+) -> list[CheckResult]:
+    """Each row with its function, case and time; given ``eps``, the precision it was judged at too (a
+    failure computed below float64 says so in words). One copy of each row."""
     elapsed = time.perf_counter() - started
+    name = precision_name(eps) if eps is not None else None
+    note = f" (compared at {name} accuracy: the code computes in {name})" if eps and eps > FLOAT64_EPS else ""
+    precision = {} if name is None else {"precision": name}
     return [
         replace(
             r,
@@ -358,6 +355,8 @@ def _stamp(rows: Sequence[CheckResult], target: Target, case: Case, started: flo
             dims=case.dims_text,
             seed=case.run_seed,
             seconds=r.seconds or elapsed / max(1, len(rows)),
+            message=r.message + note if r.status == "fail" and note else r.message,
+            **precision,
         )
         for r in rows
     ]
