@@ -1,12 +1,13 @@
 """False alarms at every precision: the sweep of ``tests/test_precision_sweep.py`` at many seeds.
 
-    python benchmarks/bench_false_alarms.py [--seeds 100] [--oracles fd,torch,autograd] [--jobs 2]
+    python benchmarks/bench_false_alarms.py [--seeds 100] [--oracles fd,torch,autograd] [--mode auto] [--jobs 2]
 
 Every correct exercise of the bank and every README example, as written (float64) and rewritten to
 compute in float32 (and float16 where it makes sense), on inputs at an offset of 1e3 (float32: 1e2) and
 at scales 1e3 and 1e-3, each at ``--seeds`` seeds with the default cases. Prints each false alarm (a
 failing row of correct code, but for a forward that overflowed: ``log(softmax)`` in float32 at scale
-1e3 is told so, and rightly) and the count. Then the bank's planted mistakes rewritten in float32:
+1e3 is told so, and rightly) and the count. ``--mode full`` runs every oracle on every gradient (the
+default lets one exact oracle decide): each oracle's own false alarms. Then the bank's planted mistakes rewritten in float32:
 detected and named as labelled. Measured, never asserted.
 """
 
@@ -23,13 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _sweep_one(job: tuple[str, int, str, tuple[str, ...]]) -> tuple[str, int, int, list[str]]:
+def _sweep_one(job: tuple[str, int, str, tuple[str, ...], str]) -> tuple[str, int, int, list[str]]:
     """(function, runs, false alarms, descriptions) for one target of the sweep at its seeds."""
     import checker as bc
     from tests.test_precision_sweep import false_alarms
     from tests.variants import bank_targets, readme_targets, sweep_variants
 
-    name, seeds, source, oracles = job
+    name, seeds, source, oracles, mode = job
     targets = bank_targets() if source == "bank" else readme_targets()
     target = next(t for t in targets if t.name == name)
     runs, alarms, found = 0, 0, []
@@ -37,7 +38,7 @@ def _sweep_one(job: tuple[str, int, str, tuple[str, ...]]) -> tuple[str, int, in
         warnings.simplefilter("ignore", RuntimeWarning)
         for label, variant in sweep_variants(target):
             for seed in range(seeds):
-                report = bc.check(variant, seed=seed, oracles=list(oracles))
+                report = bc.check(variant, seed=seed, oracles=list(oracles), mode=mode)
                 runs += 1
                 bad = false_alarms(report)
                 if bad:
@@ -81,14 +82,15 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--oracles", default="fd,torch,autograd")
+    parser.add_argument("--mode", default="auto", help="auto, or full: every oracle on every gradient")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--skip-mistakes", action="store_true")
     args = parser.parse_args()
     from tests.variants import bank_targets, readme_targets
 
     oracles = tuple(args.oracles.split(","))
-    jobs = [(t.name, args.seeds, "bank", oracles) for t in bank_targets()]
-    jobs += [(t.name, args.seeds, "readme", oracles) for t in readme_targets()]
+    jobs = [(t.name, args.seeds, "bank", oracles, args.mode) for t in bank_targets()]
+    jobs += [(t.name, args.seeds, "readme", oracles, args.mode) for t in readme_targets()]
     started = time.perf_counter()
     runs = alarms = 0
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -100,7 +102,7 @@ def main() -> None:
             print(f"{name:24} {n:5} runs, {bad} false alarms", flush=True)
     minutes = (time.perf_counter() - started) / 60
     print(
-        f"\n{alarms} false alarms in {runs} runs ({args.seeds} seeds, oracles {args.oracles}, {minutes:.1f} min)"
+        f"\n{alarms} false alarms in {runs} runs ({args.seeds} seeds, oracles {args.oracles}, mode {args.mode}, {minutes:.1f} min)"
     )
     if not args.skip_mistakes:
         detected, real, named, labelled = _mistake_table()

@@ -51,8 +51,8 @@ def _quiet_user_warnings():
 @pytest.mark.parametrize("target", bank_targets(), ids=lambda t: t.name)
 def test_correct_bank_code_at_every_precision_offset_and_scale_passes(target):
     for label, variant in sweep_variants(target):
-        for seed in SEEDS:
-            report = bc.check(variant, seed=seed)
+        for seed in SEEDS:  # the second seed runs every oracle on every gradient: each one's own false alarms
+            report = bc.check(variant, seed=seed, mode="full" if seed else "auto")
             assert report.passed, f"{label}, seed {seed}:\n{_failures(report)}"
             assert not report.frame.diagnosis.ne("").any()
 
