@@ -11,7 +11,7 @@ import io
 import shutil
 import sys
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -152,23 +152,16 @@ def _progress(console: Console, *columns: Any) -> Progress:
     )
 
 
-class RunProgress:
-    """A progress bar for ``backprop-check run``: the function, its case, the functions done and the
-    time elapsed. Shown only on an interactive terminal, erased when the run ends.
+class _Bar:
+    """A rich progress bar, only on an interactive terminal, started and erased by ``with``."""
 
-    Use as a context manager and pass the object as ``progress=`` to :func:`checker.suite.run`.
-    """
-
-    def __init__(self, console: Console, enabled: bool = True) -> None:
+    def __init__(self, console: Console, enabled: bool = True, style: str = "none") -> None:
         self.enabled = enabled and console.is_interactive
-        self.bar = (
-            _progress(console, TextColumn("{task.description}", style="bold", markup=False))
-            if self.enabled
-            else None
-        )
+        column = TextColumn("{task.description}", style=style, markup=False)
+        self.bar = _progress(console, column) if self.enabled else None
         self.task: Any = None
 
-    def __enter__(self) -> RunProgress:
+    def __enter__(self) -> Self:
         if self.bar is not None:
             self.bar.start()
         return self
@@ -176,6 +169,17 @@ class RunProgress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+class RunProgress(_Bar):
+    """A progress bar for ``backprop-check run``: the function, its case, the functions done and the
+    time elapsed. Shown only on an interactive terminal, erased when the run ends.
+
+    Use as a context manager and pass the object as ``progress=`` to :func:`checker.suite.run`.
+    """
+
+    def __init__(self, console: Console, enabled: bool = True) -> None:
+        super().__init__(console, enabled, style="bold")
 
     def __call__(self, event: Any) -> None:
         """``event``: a :class:`checker.suite.CaseProgress`."""
@@ -193,25 +197,9 @@ class RunProgress:
         self.bar.update(self.task, description=where, completed=completed, total=event.functions)
 
 
-class GradeProgress:
+class GradeProgress(_Bar):
     """A progress bar for ``backprop-check grade``: the submissions graded, the last one finished and
     the time elapsed; only on an interactive terminal, erased at the end."""
-
-    def __init__(self, console: Console, enabled: bool = True) -> None:
-        self.enabled = enabled and console.is_interactive
-        self.bar = (
-            _progress(console, TextColumn("{task.description}", markup=False)) if self.enabled else None
-        )
-        self.task: Any = None
-
-    def __enter__(self) -> GradeProgress:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
     def __call__(self, done: int, total: int, last: str) -> None:
         """``done`` of ``total`` submissions graded; ``last``: the one that just finished ("" at the start)."""
