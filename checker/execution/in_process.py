@@ -28,7 +28,7 @@ from checker.execution.calls import (
 from checker.execution.fingerprints import changed_names, fingerprint
 from checker.execution.objects import LayerSession
 from checker.execution.randomness import differing, same_draws, seeded, unrepeatable
-from checker.execution.record import Execution, MutationEvidence
+from checker.execution.record import RESCALE, Execution, MutationEvidence
 from checker.execution.recurrent import Unrolled
 from checker.execution.user_code import USER_ERRORS, UserError, describe_exception
 from checker.registry import Target
@@ -171,6 +171,9 @@ def _run_layer(
     def objective(values: Mapping[str, Any]) -> Any:
         return scalar_objective(target, values, copy.deepcopy(hyper), douts, function=forward)
 
+    def rescaled() -> Any:
+        return detached(backward(*[d * RESCALE for d in douts], cache))
+
     value = float(sum(np.sum(o * d) for o, d in zip(outs, douts, strict=True)))
     differentiable = target.differentiable
     return Execution(
@@ -187,6 +190,7 @@ def _run_layer(
         eps=precision_eps(*outs_raw, cache),
         dout_names=names,
         unrepeatable=unrepeatable(forward_name, difference) if difference else "",
+        rescaled=rescaled,
     )
 
 

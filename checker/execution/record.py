@@ -40,6 +40,12 @@ class Refused:
         return f"{name} {self.why}"
 
 
+#: The factor of the upstream gradients of :attr:`Execution.rescaled`: not a power of two, so every
+#: rounding of the backward falls elsewhere, and close to 1, so a backward that is not linear in them
+#: (a mistake) moves by a small fraction of its error.
+RESCALE = 1.0 + 2.0**-13
+
+
 @dataclass
 class Execution:
     """Everything the checks need from one run of the user's code on one case.
@@ -70,6 +76,10 @@ class Execution:
     #: user's forward run as its float64 ``shadow``; the torch reference run in the user's precision,
     #: ``reference_low``): how far they are apart is what that precision can resolve at this input
     witnesses: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: a layer's backward called once more with every upstream gradient times ``RESCALE`` (None when
+    #: it cannot be called here): it is linear in them, so its answer divided by ``RESCALE`` differs
+    #: from the first only by the backward's own round-off at this input (reduced precision only)
+    rescaled: Callable[[], Any] | None = None
     #: a forward that returned outputs the checks cannot use (wrong count, refused values): the message
     forward_problem: str = ""
     #: what the user's backward calls its upstream gradients (``dnext_h``, ``dnext_c``), for messages

@@ -15,8 +15,9 @@ from checker.cases import Case
 from checker.checks import check_gradient, shape_text
 from checker.compare import FLOAT64_EPS, Tolerance, compare_arrays, for_precision, with_noise
 from checker.diagnose import GradientContext
-from checker.execution.record import Execution
-from checker.execution.user_code import UserError
+from checker.execution.calls import normalize_gradients
+from checker.execution.record import RESCALE, Execution
+from checker.execution.user_code import USER_ERRORS, UserError
 from checker.oracles.threads import torch_threads_for
 from checker.presentation.words import mismatch_text
 from checker.registry import OracleTolerances, Target
@@ -208,6 +209,34 @@ def in_process_rows(
         return {}, [CheckResult("call", err.where, "error", err.message)]
 
 
+def own_round_off(
+    run: Execution, checked: Mapping[str, tuple[np.ndarray, GradientContext]]
+) -> dict[str, float]:
+    """Reduced precision only: per gradient, how far the user's backward moves when every upstream
+    gradient is scaled by ``RESCALE`` (its answer divided back). A backward is linear in them, so that
+    is its own round-off at this input: what its order of operations can resolve, which no oracle
+    computing the gradient another way can tell. Nothing for float64 code or a backward that cannot be
+    called here (a sandboxed submission); the caller asks only of a backward whose two calls agreed."""
+    if run.eps <= FLOAT64_EPS or run.rescaled is None:
+        return {}
+    try:
+        raw = run.rescaled()
+    except USER_ERRORS:  # its first call succeeded: the checks of that one stand
+        return {}
+    grads, _ = normalize_gradients(raw, run.differentiable, run.where)
+    noise: dict[str, float] = {}
+    for name, (actual, _context) in checked.items():
+        again = grads.get(name)
+        if again is None or np.shape(again) != np.shape(actual) or not np.size(actual):
+            continue
+        with np.errstate(invalid="ignore", over="ignore"):
+            moved = np.abs(np.asarray(again, dtype=np.float64) / RESCALE - np.asarray(actual, np.float64))
+        moved = moved[np.isfinite(moved)]
+        if moved.size:
+            noise[name] = float(moved.max())
+    return noise
+
+
 def compare_exact(
     exact: Mapping[str, Mapping[str, np.ndarray]],
     checked: Mapping[str, tuple[np.ndarray, GradientContext]],
@@ -215,13 +244,19 @@ def compare_exact(
     by_name: dict[str, list[CheckResult]],
     eps: float = FLOAT64_EPS,
     witnesses: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    round_off: Mapping[str, float] | None = None,
 ) -> dict[str, set[str]]:
     """Compare each checked gradient with each exact oracle's, at the accuracy of code computing with
-    machine epsilon ``eps`` (rows go to ``by_name``); returns, per name, the oracles that passed it."""
+    machine epsilon ``eps`` (rows go to ``by_name``); returns, per name, the oracles that passed it.
+    Below float64 the comparison widens by the larger of the oracles' disagreement (``witnesses``
+    included) and the user's backward's own ``round_off`` (:func:`own_round_off`)."""
     passed: dict[str, set[str]] = {}
     exact_tol = for_precision(tol.exact, eps)
     for name, (actual, context) in checked.items():
-        noise = oracle_disagreement({**exact, **(witnesses or {})}, name) if eps > FLOAT64_EPS else 0.0
+        noise = 0.0
+        if eps > FLOAT64_EPS:
+            disagreement = oracle_disagreement({**exact, **(witnesses or {})}, name)
+            noise = max(disagreement, (round_off or {}).get(name, 0.0))
         for oracle, gradients in exact.items():
             if name in gradients:
                 check = GRADIENT_CHECKS.get(oracle, f"grad_{oracle}")
