@@ -275,6 +275,16 @@ def _at(step: StepVerdict) -> str:
     return f"{step.name} ({step.location})"
 
 
+def _informative(localization: Localization, step: StepVerdict) -> bool:
+    """Blaming a returned gradient itself says something only when it was computed from right, checked
+    steps alone (``dx = dxmu`` with ``dxmu`` right); read from unchecked locals (names the reference
+    does not have), the mistake may be anywhere in them, and the generic hint is as good."""
+    if not step.is_input:
+        return True
+    computed_from = [localization.steps[i] for i in step.depends_on]
+    return bool(computed_from) and all(s.right for s in computed_from) and not step.unchecked
+
+
 def feedback(localization: Localization, gradient: str) -> str:
     """The hint that says where the backward goes wrong behind ``gradient`` ("" when it cannot say):
     the last right step it was computed from, the first wrong one with its statement, and the hint of
@@ -285,7 +295,7 @@ def feedback(localization: Localization, gradient: str) -> str:
     is the first wrong step. dsqrtvar points the wrong way: check the sign of each term.``
     """
     step = localization.for_gradient(gradient) or localization.first_wrong
-    if step is None:
+    if step is None or not _informative(localization, step):
         return ""
     right = localization.right_before(step)
     statement = f": `{step.source}`" if step.source else ""

@@ -2,8 +2,9 @@
 
 Started by the grader as ``python -I -S -B worker.py PACKAGES RESULT_FD`` with the request on stdin,
 inside the sandbox (``sandbox.py``), where the filesystem holds only the standard library, numpy (in
-``PACKAGES``, appended to ``sys.path`` here), this file, ``worker_values.py`` and the submission. It
-imports nothing else: never ``checker``, never anything of the grader's.
+``PACKAGES``, appended to ``sys.path`` here), this file, ``worker_values.py``, ``worker_trace.py`` (with
+the localize engine's three stdlib-and-numpy modules it loads by path, for trace calls) and the
+submission. It imports nothing else: never the ``checker`` package, never anything of the grader's.
 
 The worker judges nothing. Everything it sends is data from a process the student controls (student
 code runs in this interpreter and can rewrite any of it), so the grader validates every message,
@@ -20,6 +21,8 @@ measures time itself, and decides pass/fail itself. What the worker does on its 
    submission's modules can import each other;
 4. per call: sends a ``begin`` frame, runs the student's functions on copies of the inputs, sends a
    ``call`` frame with every returned value as ``.npy`` bytes (``allow_pickle=False``);
+   a ``trace`` call (feedback only, never scored) runs the backward under the tracer instead and adds
+   its steps to the ``call`` frame (``worker_trace.py``);
 5. sends ``done`` and leaves with ``os._exit(0)`` (student ``atexit`` hooks and threads never run).
 
 Frame kinds: ``hello``, ``fatal``, ``refused``, ``imported``, ``begin``, ``call``, ``done``.
