@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from checker.grading import localization
 from checker.grading.cluster import Engine, Interrupts, collect_runs, engine_for, not_graded_run
 from checker.grading.imports import parse_source
-from checker.grading.localization import localize_hints
 from checker.grading.plan import plan_exercises
 from checker.grading.records import Limits, SubmissionRun, clean_text
 from checker.grading.runs import NO_SANDBOX
@@ -194,6 +194,7 @@ def grade(
         calls = [c.call for c in planned]
         limits = limits or Limits()
         cases_of = {e.name: [c for c in planned if c.exercise.name == e.name] for e in exercises}
+        forwards = localization.warm_up(cases_of) if localize else {}
         judged: dict[int, list[ExerciseGrade]] = {}
 
         def judge(index: int, run: SubmissionRun) -> None:
@@ -220,7 +221,9 @@ def grade(
             located = {i: judged[i] for i in judged if i not in collected.not_graded}
             try:
                 with interrupts.arm() if interrupts else nullcontext():
-                    localize_hints(engine, paths, located, cases_of, limits, sandboxed=sandboxed)
+                    localization.localize_hints(
+                        engine, paths, located, cases_of, limits, sandboxed=sandboxed, forwards=forwards
+                    )
             except KeyboardInterrupt:  # every submission is graded: only the feedback is cut short
                 engine.stop()
     finally:

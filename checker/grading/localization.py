@@ -46,6 +46,7 @@ __all__ = [
     "reference_intermediates",
     "trace_call",
     "wanted",
+    "warm_up",
 ]
 
 _MAX_SOURCE_BYTES = 2 * 2**20  # a file larger than this is not read: no localisation in it
@@ -327,6 +328,14 @@ def _localized(
         return ""
 
 
+def warm_up(cases_of: Mapping[str, Sequence[ExerciseCase]]) -> dict[int, ForwardTrace]:
+    """The reference's intermediates of each exercise's first case, computed before any student code
+    runs, so that torch and the modules the tracing needs are loaded while no file a student could
+    have written to exists (the second line under ``--no-sandbox``, as ``outputs.warm_up``). Returns
+    them by ``id(case)``, for :func:`localize_hints`."""
+    return {id(cases[0]): _reference(cases[0]) for cases in cases_of.values() if cases}
+
+
 def localize_hints(
     engine: Any,
     paths: Sequence[Path],
@@ -335,6 +344,7 @@ def localize_hints(
     limits: Any,
     *,
     sandboxed: bool,
+    forwards: dict[int, ForwardTrace] | None = None,
 ) -> int:
     """Replace the generic hint of each grade in ``judged`` (submission index -> grades) whose first
     wrong step can be located; returns how many were. The trace calls run on ``engine`` (one run per
@@ -347,7 +357,7 @@ def localize_hints(
     groups: dict[tuple[str, ...], list[int]] = {}
     for index, found in todo.items():
         groups.setdefault(tuple(sorted({c.call.id for w in found for c, _ in w.cases})), []).append(index)
-    forwards: dict[int, ForwardTrace] = {}
+    forwards = {} if forwards is None else forwards
     replaced = 0
     for indices in groups.values():
         cases = list({c.call.id: c for w in todo[indices[0]] for c, _ in w.cases}.values())
