@@ -307,3 +307,32 @@ def test_the_honest_trace_through_the_same_path_is_located(students):
     )
     assert located == 1
     assert "dsqrtvar (slipped.py:" in judged[0][0].hint and judged[0][0].score == scored.score
+
+
+STAGED = [e for e in reference_impls.EXERCISES if e.module == "reference_impls.staged"]
+PLANTED = [m for m in MISTAKES if m.step and not m.control and m.exercise in {e.name for e in STAGED}]
+
+
+def test_every_planted_staged_mistake_is_named_at_its_step_and_line(tmp_path):
+    """Sandboxed, every staged exercise at once, seed 0: the hint names the planted step and its line."""
+    paths = []
+    for mistake in PLANTED:
+        path = tmp_path / f"{mistake.exercise}__{mistake.name}.py"
+        path.write_text(submission_source(reference_impls.exercise(mistake.exercise), mistake.replaces))
+        paths.append(path)
+    report = grade(paths, STAGED, seed=0, jobs=2)
+    missed = []
+    for mistake, path in zip(PLANTED, paths, strict=True):
+        (graded,) = [g for g in report.grades if g.submission == path.stem and g.exercise == mistake.exercise]
+        lines = path.read_text().splitlines()
+        planted = [
+            i
+            for i, text in enumerate(lines, 1)
+            if re.match(rf"\s*{re.escape(mistake.step)}\s*(\[.*\])?\s*([-+*/]?=(?!=)|:)", text)
+        ]
+        located = f"{mistake.step} ({path.name}:{planted[-1]}" in graded.hint
+        # A slip in the returned gradient itself (a shape: db not summed) keeps its own hint, which names it.
+        named = graded.hint.startswith(f"{mistake.step} ") and "first wrong step" not in graded.hint
+        if not (located or named):
+            missed.append((mistake.exercise, mistake.name, mistake.step, planted[-1], graded.hint))
+    assert not missed, "\n".join(map(str, missed))
