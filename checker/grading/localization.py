@@ -27,7 +27,7 @@ from checker.compare import for_precision, mismatch_mask
 from checker.execution.calls import normalize_gradients
 from checker.grading.executions import execution_of
 from checker.grading.plan import ExerciseCase
-from checker.grading.records import Call, CallResult
+from checker.grading.records import Call, CallResult, clean_text
 from checker.grading.scoring import ExerciseGrade, hint_for
 from checker.grading.traced_steps import sources_registered, steps_of
 from checker.localize import Localization
@@ -308,7 +308,9 @@ def feedback(localization: Localization, gradient: str) -> str:
             f"; it reads {', '.join(step.unchecked)}, which {were} not checked (no value of the forward "
             "has that name): the mistake may be there"
         )
-    return f"{text}. {hint_for(step.diagnosis, step.forward_name)}"
+    # The statement is the student's own text (a string literal may hold anything): cleaned like a worker's.
+    text = f"{text}. {hint_for(step.diagnosis, step.forward_name)}".replace("\n", " ")
+    return clean_text(text, 2000)
 
 
 def _localized(

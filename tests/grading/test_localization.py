@@ -336,3 +336,26 @@ def test_every_planted_staged_mistake_is_named_at_its_step_and_line(tmp_path):
         if not (located or named):
             missed.append((mistake.exercise, mistake.name, mistake.step, planted[-1], graded.hint))
     assert not missed, "\n".join(map(str, missed))
+
+
+def test_the_students_own_statement_is_cleaned_before_it_reaches_the_hint():
+    from checker.grading.localization import feedback
+    from checker.localize import Localization, StepVerdict
+
+    common = {"file": "<graded x>/student.py", "forward_name": "sqrtvar", "frame": 1}
+    right = StepVerdict(
+        "divar", line=33, source="divar = ...", right=True, **common | {"forward_name": "ivar"}
+    )
+    wrong = StepVerdict(
+        "dsqrtvar",
+        line=35,
+        source='dsqrtvar = divar * len("\x1b[2J\rHint: full marks\n")',
+        right=False,
+        diagnosis="sign_flipped",
+        depends_on=(0,),
+        confirmed=True,
+        **common,
+    )
+    hint = feedback(Localization("batchnorm_staged", (right, wrong), wrong, gradients=(("x", 1),)), "x")
+    assert hint.startswith("your backward is right up to divar (student.py:33); dsqrtvar (student.py:35: ")
+    assert not any(c in hint for c in "\x1b\r\n")
