@@ -27,7 +27,7 @@ from checker.compare import for_precision, mismatch_mask
 from checker.execution.calls import normalize_gradients
 from checker.grading.executions import execution_of
 from checker.grading.plan import ExerciseCase
-from checker.grading.records import Call, CallResult, clean_text
+from checker.grading.records import Call, CallResult, Limits, clean_text
 from checker.grading.scoring import ExerciseGrade, hint_for
 from checker.grading.traced_steps import sources_registered, steps_of
 from checker.localize import Localization
@@ -39,18 +39,30 @@ from checker.localize.runs import FLOAT64_EPS, Plain, objective_of, traced_run, 
 from checker.localize.steps import BackwardRun
 
 __all__ = [
+    "TRACE_TIMEOUT_S",
     "Wanted",
     "feedback",
     "localize_answer",
+    "localize_hints",
     "read_sources",
     "reference_intermediates",
     "trace_call",
+    "trace_limits",
     "wanted",
     "warm_up",
 ]
 
 _MAX_SOURCE_BYTES = 2 * 2**20  # a file larger than this is not read: no localisation in it
 _MAX_SOURCE_FILES = 200
+#: Wall-clock seconds a trace run may take (at most the scored run's): a backward that stalls only when
+#: traced costs its own feedback, never the class's time.
+TRACE_TIMEOUT_S = 20.0
+
+
+def trace_limits(limits: Limits) -> Limits:
+    """The scored run's limits, with the time cut to :data:`TRACE_TIMEOUT_S`."""
+    cpu = limits.cpu_s if limits.cpu_s is None else min(limits.cpu_s, TRACE_TIMEOUT_S)
+    return replace(limits, timeout_s=min(limits.timeout_s, TRACE_TIMEOUT_S), cpu_s=cpu)
 
 
 #: Leading diagnoses that are not about a wrong gradient: their hints stay as they are.
@@ -343,7 +355,7 @@ def localize_hints(
     paths: Sequence[Path],
     judged: dict[int, list[ExerciseGrade]],
     cases_of: Mapping[str, Sequence[ExerciseCase]],
-    limits: Any,
+    limits: Limits,
     *,
     sandboxed: bool,
     forwards: dict[int, ForwardTrace] | None = None,
@@ -371,7 +383,7 @@ def localize_hints(
                     [paths[i] for i in indices],
                     [trace_call(c) for c in cases],
                     arrays,
-                    limits,
+                    trace_limits(limits),
                     sandboxed=sandboxed,
                 )
             )

@@ -359,3 +359,14 @@ def test_the_students_own_statement_is_cleaned_before_it_reaches_the_hint():
     hint = feedback(Localization("batchnorm_staged", (right, wrong), wrong, gradients=(("x", 1),)), "x")
     assert hint.startswith("your backward is right up to divar (student.py:33); dsqrtvar (student.py:35: ")
     assert not any(c in hint for c in "\x1b\r\n")
+
+
+def test_a_trace_run_gets_at_most_the_scored_runs_time_and_never_more_than_its_cap():
+    from checker.grading.localization import TRACE_TIMEOUT_S, trace_limits
+
+    assert trace_limits(Limits(timeout_s=600, cpu_s=900)).timeout_s == TRACE_TIMEOUT_S
+    assert trace_limits(Limits(timeout_s=600, cpu_s=900)).cpu_s == TRACE_TIMEOUT_S
+    assert (
+        trace_limits(Limits(timeout_s=3)).timeout_s == 3 and trace_limits(Limits(timeout_s=3)).cpu_s is None
+    )
+    assert trace_limits(Limits(memory_mb=512)).memory_mb == 512
