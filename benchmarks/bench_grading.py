@@ -1,11 +1,12 @@
 """Grading throughput: a class of generated submissions x every exercise of the bank, on this machine.
 
-    python benchmarks/bench_grading.py [--students 100] [--jobs 2]
+    python benchmarks/bench_grading.py [--students 100] [--jobs 2] [--no-localize]
 
 Each generated student is a folder with one file per exercise: the reference solution, or (with
 probability 0.3 per exercise) one of the bank's planted mistakes. Prints submissions per minute and
 checks that every reference exercise got full marks and every mistake less (a fast grader that
-grades wrongly is no win).
+grades wrongly is no win). ``--no-localize`` leaves out the unscored trace calls that say where a
+backward goes wrong (the difference is their cost; the scores are the same).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-localize", action="store_true", help="no trace calls for the hints")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -55,7 +57,13 @@ def main() -> int:
         truth = make_class(folder, args.students, args.seed)
         submissions = sorted(p for p in folder.iterdir() if p.is_dir())
         started = time.perf_counter()
-        report = grade(submissions, reference_impls.EXERCISES, seed=args.seed, jobs=args.jobs)
+        report = grade(
+            submissions,
+            reference_impls.EXERCISES,
+            seed=args.seed,
+            jobs=args.jobs,
+            localize=not args.no_localize,
+        )
         seconds = time.perf_counter() - started
     wrong = [
         (g.submission, g.exercise, g.score)
@@ -67,6 +75,9 @@ def main() -> int:
         f"graded {len(submissions)} submissions x {len(reference_impls.EXERCISES)} exercises "
         f"on {os.cpu_count()} cores with --jobs {args.jobs}: {seconds:.1f} s, {per_minute:.0f} submissions/minute"
     )
+    located = sum("is the first wrong step" in g.hint for g in report.grades)
+    failed = sum(g.score < g.max_score for g in report.grades)
+    print(f"hints that name the first wrong step: {located} of {failed} failed exercises")
     print(f"grades that disagree with what was planted: {len(wrong)}")
     for item in wrong[:10]:
         print("  ", item)

@@ -27,6 +27,7 @@ import numpy as np
 from checker.grading import worker_values as protocol
 from checker.grading.imports import PARSE_LOCK
 from checker.grading.records import CallError, CallResult, Returned, Value, article, clean_text
+from checker.grading.traced_steps import read_trace
 
 __all__ = [
     "Frame",
@@ -216,6 +217,7 @@ def call_result(header: dict[str, Any], blobs: list[bytes], seconds: float) -> C
         hyper_after=_named(header.get("hyper_after"), blobs),
         error=error_record(header.get("error")),
         seconds=seconds if math.isfinite(seconds) and seconds >= 0 else 0.0,
+        trace=read_trace(header["trace"], blobs, value) if header.get("trace") is not None else None,
         **optional,
     )
 

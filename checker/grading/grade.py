@@ -13,10 +13,12 @@ from __future__ import annotations
 import ast
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from checker.grading import localization
 from checker.grading.cluster import Engine, Interrupts, collect_runs, engine_for, not_graded_run
 from checker.grading.imports import parse_source
 from checker.grading.plan import plan_exercises
@@ -161,6 +163,7 @@ def grade(
     engine: Engine | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     interrupts: Interrupts | None = None,
+    localize: bool = True,
 ) -> GradeReport:
     """Grade each submission on ``exercises``; a broken or hostile submission only hurts itself.
 
@@ -171,7 +174,11 @@ def grade(
 
     Raises ``SandboxUnavailable`` (before any submission runs) when no sandbox can be made, unless
     ``sandboxed=False``: trusted code only, and every output then says it ran without a sandbox.
-    ``progress(done, total, last)`` is told when grading starts and as each submission finishes."""
+    ``progress(done, total, last)`` is told when grading starts and as each submission finishes.
+
+    ``localize``: where an exercise's hint would be the generic one about a wrong gradient, run one
+    failing case again, unscored, with the backward traced, and say where it goes wrong instead
+    (:mod:`checker.grading.localization`); the scores are the same either way."""
     from checker.grading import outputs
 
     started = time.perf_counter()
@@ -187,6 +194,7 @@ def grade(
         calls = [c.call for c in planned]
         limits = limits or Limits()
         cases_of = {e.name: [c for c in planned if c.exercise.name == e.name] for e in exercises}
+        forwards = localization.warm_up(cases_of) if localize else {}
         judged: dict[int, list[ExerciseGrade]] = {}
 
         def judge(index: int, run: SubmissionRun) -> None:
@@ -209,6 +217,15 @@ def grade(
             interrupts=interrupts,
             on_run=judge,  # each run is judged as it arrives, while the others run
         )
+        if localize and not collected.interrupted:
+            located = {i: judged[i] for i in judged if i not in collected.not_graded}
+            try:
+                with interrupts.arm() if interrupts else nullcontext():
+                    localization.localize_hints(
+                        engine, paths, located, cases_of, limits, sandboxed=sandboxed, forwards=forwards
+                    )
+            except KeyboardInterrupt:  # every submission is graded: only the feedback is cut short
+                engine.stop()
     finally:
         if owned:
             engine.close()

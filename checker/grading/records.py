@@ -77,6 +77,8 @@ class Call:
     ``hyper`` and ``init`` are JSON; ``{"$array": "running_mean"}`` anywhere inside stands for a copy
     of that array (cs231n's ``bn_param``). ``repeat_backward`` runs backward (loss/model: the whole
     call, with params reset) a second time on fresh copies, to expose state that accumulates.
+    ``trace`` runs the backward (loss/model: the call) under the localize engine's tracer and sends its
+    steps back (``CallResult.trace``): feedback only, never scored.
     """
 
     id: str
@@ -93,6 +95,7 @@ class Call:
     outputs: int = 1
     douts: tuple[str, ...] = ()
     repeat_backward: bool = False
+    trace: bool = False
 
     def __post_init__(self) -> None:
         for name in ("inputs", "params", "douts"):
@@ -218,6 +221,7 @@ class CallResult:
     hyper_after: Mapping[str, Value] = field(default_factory=dict)
     error: CallError | None = None
     seconds: float = 0.0
+    trace: Any = None  # a trace call's steps, as read by ``traced_steps.read_trace`` (None otherwise)
 
     @property
     def ok(self) -> bool:

@@ -44,7 +44,9 @@ __all__ = ["PACKAGES", "WORKER_DIR", "Runtime", "SandboxUnavailable", "build_run
 
 PACKAGES = "/sandbox/packages"  # numpy's folder is bound here, read-only
 WORKER_DIR = "/sandbox/worker"
-WORKER_FILES = ("worker.py", "worker_values.py")
+WORKER_FILES = ("worker.py", "worker_values.py", "worker_trace.py")
+#: The localize engine's step recorder, for trace calls (stdlib and numpy only): bound at ``localize/``.
+ENGINE_FILES = ("source.py", "tracer.py", "steps.py")
 MIN_BWRAP = (0, 8, 0)  # --size for tmpfs, --disable-userns
 _HIDDEN_IN_STDLIB = ("site-packages", "dist-packages")
 _NOT_STAGED = {"site-packages", "dist-packages", "test", "idlelib", "tkinter", "turtledemo", "ensurepip"}
@@ -162,6 +164,9 @@ def build_runtime() -> Runtime:
     )
     here = Path(__file__).resolve().parent
     worker = [(str(here / name), f"{WORKER_DIR}/{name}") for name in WORKER_FILES]
+    worker += [
+        (str(here.parent / "localize" / name), f"{WORKER_DIR}/localize/{name}") for name in ENGINE_FILES
+    ]
     binds = [(interpreter, interpreter), *((d, d) for d in stdlib), *((d, d) for d in libraries)]
     binds += packages + worker
     binds.sort(key=lambda bind: bind[1])  # a folder before what is bound inside it

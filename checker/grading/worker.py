@@ -2,8 +2,9 @@
 
 Started by the grader as ``python -I -S -B worker.py PACKAGES RESULT_FD`` with the request on stdin,
 inside the sandbox (``sandbox.py``), where the filesystem holds only the standard library, numpy (in
-``PACKAGES``, appended to ``sys.path`` here), this file, ``worker_values.py`` and the submission. It
-imports nothing else: never ``checker``, never anything of the grader's.
+``PACKAGES``, appended to ``sys.path`` here), this file, ``worker_values.py``, ``worker_trace.py`` (with
+the localize engine's three stdlib-and-numpy modules it loads by path, for trace calls) and the
+submission. It imports nothing else: never the ``checker`` package, never anything of the grader's.
 
 The worker judges nothing. Everything it sends is data from a process the student controls (student
 code runs in this interpreter and can rewrite any of it), so the grader validates every message,
@@ -20,6 +21,8 @@ measures time itself, and decides pass/fail itself. What the worker does on its 
    submission's modules can import each other;
 4. per call: sends a ``begin`` frame, runs the student's functions on copies of the inputs, sends a
    ``call`` frame with every returned value as ``.npy`` bytes (``allow_pickle=False``);
+   a ``trace`` call (feedback only, never scored) runs the backward under the tracer instead and adds
+   its steps to the ``call`` frame (``worker_trace.py``);
 5. sends ``done`` and leaves with ``os._exit(0)`` (student ``atexit`` hooks and threads never run).
 
 Frame kinds: ``hello``, ``fatal``, ``refused``, ``imported``, ``begin``, ``call``, ``done``.
@@ -46,14 +49,21 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-if __name__ == "__main__":  # run by path in the sandbox: the sibling module is loaded by path too
-    _spec = importlib.util.spec_from_file_location(
-        "_worker_values", os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_values.py")
-    )
-    values = importlib.util.module_from_spec(_spec)
-    sys.modules["_worker_values"] = values
-    _spec.loader.exec_module(values)
+if __name__ == "__main__":  # run by path in the sandbox: the sibling modules are loaded by path too
+
+    def _sibling(name: str) -> Any:
+        spec = importlib.util.spec_from_file_location(
+            f"_{name}", os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"_{name}"] = module
+        spec.loader.exec_module(module)
+        return module
+
+    values = _sibling("worker_values")
+    tracing = _sibling("worker_trace")
 else:
+    from checker.grading import worker_trace as tracing
     from checker.grading import worker_values as values
 
 __all__ = ["Session", "apply_limits", "main", "read_request"]
@@ -303,6 +313,36 @@ class Session:
         finally:
             self._after_student_code()
 
+    def _backward(
+        self,
+        call: dict[str, Any],
+        record: dict,
+        blobs: list[bytes],
+        phase: str,
+        function: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """The student's backward (or loss), run as usual; for a ``trace`` call, run under the localize
+        engine's tracer, its steps described in ``record["trace"]`` (data for the grader to check)."""
+        if not call.get("trace"):
+            return self._student(phase, function, *args, **kwargs)
+        files = [m.__file__ for m in self.modules if isinstance(getattr(m, "__file__", None), str)]
+        run = self._student(phase, tracing.trace, lambda: function(*args, **kwargs), files)
+        returned = run.returned
+        grads = (
+            returned[1]
+            if call["style"] != "layer" and isinstance(returned, tuple) and len(returned) == 2
+            else returned
+        )
+        try:
+            record["trace"] = tracing.describe_steps(
+                run, self.root, grads, blobs, describe_value, self.max_bytes
+            )
+        except Exception as exc:  # the student broke something the description needs: no steps
+            record["trace"] = {"error": _text(exc)}
+        return returned
+
     # -- calls -------------------------------------------------------------------------------
     def run_call(self, call: dict[str, Any]) -> None:
         self.channel.send({"kind": "begin", "id": call["id"]})
@@ -349,7 +389,7 @@ class Session:
         if backward is None:
             return
         douts = state["douts"] = self._copies(call["douts"])
-        grads = self._student("backward", backward, *douts.values(), cache)
+        grads = self._backward(call, record, blobs, "backward", backward, *douts.values(), cache)
         record["gradients"] = describe_returned(grads, blobs, self.max_bytes)
         if call["repeat_backward"]:
             again = self._student("backward_again", backward, *self._copies(call["douts"]).values(), cache)
@@ -368,7 +408,7 @@ class Session:
         function = self.lookup(call["value_and_grad"])
         inputs = state["inputs"] = self._copies(call["inputs"])
         hyper = state["hyper"] = _materialize(call["hyper"], self.arrays)
-        result = self._student("loss", function, *inputs.values(), **hyper)
+        result = self._backward(call, record, blobs, "loss", function, *inputs.values(), **hyper)
         self._loss_result(call["value_and_grad"], result, record, blobs, "")
         if call["repeat_backward"]:
             again = self._student("loss_again", function, *self._copies(call["inputs"]).values(), **hyper)
@@ -390,7 +430,7 @@ class Session:
         inputs = state["inputs"] = self._copies(call["inputs"])
         state["params"] = (obj, call["params"])
         hyper = state["hyper"] = _materialize(call["hyper"], self.arrays)
-        result = self._student("loss", method, *inputs.values(), **hyper)
+        result = self._backward(call, record, blobs, "loss", method, *inputs.values(), **hyper)
         self._loss_result(method_name, result, record, blobs, "")
         if call["repeat_backward"]:
             for name in call["params"]:
