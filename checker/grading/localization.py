@@ -16,7 +16,8 @@ name, a refused trace, a run that failed: no localisation, and the generic hint 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,10 @@ __all__ = [
     "warm_up",
 ]
 
-_MAX_SOURCE_BYTES = 2 * 2**20  # a file larger than this is not read: no localisation in it
+#: What of a submission the grader reads for the hints, in all (it holds and parses it itself).
+_MAX_SOURCE_BYTES = 2 * 2**20
 _MAX_SOURCE_FILES = 200
+_MAX_DEPTH = 32
 #: Wall-clock seconds a trace run may take (at most the scored run's): a backward that stalls only when
 #: traced costs its own feedback, never the class's time.
 TRACE_TIMEOUT_S = 20.0
@@ -109,24 +112,52 @@ def trace_call(case: ExerciseCase) -> Call:
     return replace(case.call, id=f"{case.call.id}/trace", trace=True, repeat_backward=False)
 
 
-def read_sources(submission: Path) -> dict[str, str]:
-    """The submission's Python files as the grader reads them (relative path -> text), before any run."""
-    if submission.is_symlink():
-        return {}
-    if submission.is_file():
-        found = [(submission, submission.name)]
-    elif submission.is_dir():
-        found = [(p, p.relative_to(submission).as_posix()) for p in sorted(submission.rglob("*.py"))]
-    else:
-        return {}
-    sources: dict[str, str] = {}
-    for path, relative in found[:_MAX_SOURCE_FILES]:
-        try:
-            if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_SOURCE_BYTES:
+def _skipped(folder: str) -> bool:
+    return folder == "__pycache__" or folder.startswith(".")  # as the copy into the sandbox
+
+
+def _python_files(folder: Path) -> Iterator[tuple[Path, str]]:
+    """The ``.py`` files under ``folder`` as the copy into the sandbox sees them (no hidden folders, no
+    ``__pycache__``, no symbolic links), in sorted order; walked without recursion and at most
+    :data:`_MAX_DEPTH` folders deep (a student chooses the tree)."""
+    pending = [(folder, "", 0)]
+    while pending:
+        here, prefix, depth = pending.pop()
+        with os.scandir(here) as entries:
+            found = sorted(entries, key=lambda e: e.name)
+        folders = []
+        for entry in found:
+            if entry.is_symlink():
                 continue
-            sources[relative] = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
+            if entry.is_file() and entry.name.endswith(".py"):
+                yield Path(entry.path), prefix + entry.name
+            elif entry.is_dir() and depth < _MAX_DEPTH and not _skipped(entry.name):
+                folders.append((Path(entry.path), f"{prefix}{entry.name}/", depth + 1))
+        pending += reversed(folders)
+
+
+def read_sources(submission: Path) -> dict[str, str]:
+    """The submission's Python files as the grader reads them (relative path -> text), before any run:
+    at most :data:`_MAX_SOURCE_FILES` files and :data:`_MAX_SOURCE_BYTES` in all (the rest is not read:
+    no localisation in it). A tree that cannot be read gives what was read before it."""
+    sources: dict[str, str] = {}
+    if submission.is_symlink():
+        return sources
+    budget = _MAX_SOURCE_BYTES
+    try:
+        found = _python_files(submission) if submission.is_dir() else iter([(submission, submission.name)])
+        for path, relative in found:
+            if len(sources) >= _MAX_SOURCE_FILES:
+                break
+            try:
+                if path.is_symlink() or not path.is_file() or path.stat().st_size > budget:
+                    continue
+                sources[relative] = text = path.read_text(encoding="utf-8", errors="replace")
+                budget -= len(text.encode("utf-8", errors="replace"))
+            except OSError:
+                continue
+    except OSError:
+        pass
     return sources
 
 
@@ -342,6 +373,13 @@ def _localized(
         return ""
 
 
+def _read_safely(submission: Path) -> dict[str, str]:
+    try:
+        return read_sources(submission)
+    except Exception:  # feedback only: a tree the grader cannot read costs that student the hint
+        return {}
+
+
 def warm_up(cases_of: Mapping[str, Sequence[ExerciseCase]]) -> dict[int, ForwardTrace]:
     """The reference's intermediates of each exercise's first case, computed before any student code
     runs, so that torch and the modules the tracing needs are loaded while no file a student could
@@ -375,7 +413,7 @@ def localize_hints(
     replaced = 0
     for indices in groups.values():
         cases = list({c.call.id: c for w in todo[indices[0]] for c, _ in w.cases}.values())
-        sources = {i: read_sources(paths[i]) for i in indices}  # read before the run
+        sources = {i: _read_safely(paths[i]) for i in indices}  # read before the run
         arrays = {k: v for c in cases for k, v in c.arrays.items()}
         try:
             finished_runs = list(
