@@ -17,6 +17,7 @@ A refused trace costs the student nothing but the localisation: the generic hint
 
 from __future__ import annotations
 
+import io
 import linecache
 import re
 import uuid
@@ -29,6 +30,7 @@ import numpy as np
 
 from checker.grading.imports import PARSE_LOCK, parse_source
 from checker.grading.records import Value, clean_text
+from checker.localize import source as engine_source
 from checker.localize.source import statement_at
 from checker.localize.steps import FrameReturn, Step
 
@@ -193,7 +195,8 @@ def sources_registered(sources: Mapping[str, str]) -> Iterator[dict[str, str]]:
         except (SyntaxError, ValueError, MemoryError, RecursionError):
             continue
         path = f"{token}/{relative}"
-        lines = text.splitlines(keepends=True)
+        # Lines as Python and linecache count them (not str.splitlines, which also breaks at \f, \x1c, \u2028 ...)
+        lines = io.StringIO(text, newline=None).readlines()
         linecache.cache[path] = (len(text), None, lines, path)
         paths[relative] = path
     try:
@@ -201,6 +204,7 @@ def sources_registered(sources: Mapping[str, str]) -> Iterator[dict[str, str]]:
     finally:
         for path in paths.values():
             linecache.cache.pop(path, None)
+        engine_source._statements.cache_clear()  # a student's parsed files are not kept past their hint
 
 
 def _statement(path: str, line: int) -> tuple[str, frozenset[str]]:
