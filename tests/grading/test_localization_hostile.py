@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +184,19 @@ def test_bidirectional_controls_in_the_students_statement_cannot_reorder_the_hin
     )  # fmt: skip
     hint = feedback(Localization("batchnorm_staged", (right, wrong), wrong, gradients=(("x", 1),)), "x")
     assert "first wrong step" in hint and control not in hint
+
+
+def test_a_reassigned_argument_is_judged_when_its_name_has_several_bindings_of_its_shape():
+    """``dh = dh + dnext`` in a loop: ``h`` is bound once per step. Looking the bindings up with ``in``
+    compared their arrays and raised ValueError, so the grader (and the CLI) lost the localisation."""
+    from checker.compare import Tolerance
+    from checker.localize.intermediates import Binding
+    from checker.localize.match import judge_steps
+    from checker.localize.steps import Step
+
+    h = [Binding("h", np.full(3, float(t)), np.full(3, float(t)), "f", 2, t) for t in range(2)]
+    step = Step("dh", "dh", np.full(3, 7.0), "s.py", 4, "dh = dh + 1", 0, frozenset({"dh"}), 0, "f", 1)
+    step = replace(step, reassigned_argument=True)
+    judged = judge_steps([step], {"h": tuple(h)}, Tolerance(rtol=1e-9, atol=1e-12), returned=[step.value])
+    (verdict,) = judged.verdicts
+    assert not verdict.right and verdict.confirmed
