@@ -373,6 +373,31 @@ def _localized(
         return ""
 
 
+def _relocate(
+    grades: list[ExerciseGrade],
+    todo: Sequence[Wanted],
+    run: Any,
+    sources: Mapping[str, str],
+    forwards: dict[int, ForwardTrace],
+) -> int:
+    """Replace the hints of ``grades`` that one submission's trace run locates; returns how many."""
+    replaced = 0
+    for w in todo:
+        text = ""
+        for case, failing in w.cases:
+            if id(case) not in forwards:
+                forwards[id(case)] = _reference(case)
+            result = run.calls.get(trace_call(case).id)
+            text = _localized(case, failing, w.gradient, result, sources, forwards[id(case)])
+            if text:
+                break
+        if text:
+            at = next(k for k, g in enumerate(grades) if g is w.grade)
+            grades[at] = replace(w.grade, hint=text)
+            replaced += 1
+    return replaced
+
+
 def _read_safely(submission: Path) -> dict[str, str]:
     try:
         return read_sources(submission)
@@ -415,34 +440,17 @@ def localize_hints(
         cases = list({c.call.id: c for w in todo[indices[0]] for c, _ in w.cases}.values())
         sources = {i: _read_safely(paths[i]) for i in indices}  # read before the run
         arrays = {k: v for c in cases for k, v in c.arrays.items()}
-        try:
-            finished_runs = list(
-                engine.run(
-                    [paths[i] for i in indices],
-                    [trace_call(c) for c in cases],
-                    arrays,
-                    trace_limits(limits),
-                    sandboxed=sandboxed,
-                )
-            )
-        except Exception:  # no sandbox after all, a cluster that went away: no localisation
+        try:  # each run is judged as it arrives and let go: the group's answers are never all held
+            for finished in engine.run(
+                [paths[i] for i in indices],
+                [trace_call(c) for c in cases],
+                arrays,
+                trace_limits(limits),
+                sandboxed=sandboxed,
+            ):
+                if finished.run is not None:
+                    index = indices[finished.index]
+                    replaced += _relocate(judged[index], todo[index], finished.run, sources[index], forwards)
+        except Exception:  # no sandbox after all, a cluster that went away: no (further) localisation
             continue
-        for finished in finished_runs:
-            if finished.run is None:
-                continue
-            index = indices[finished.index]
-            for w in todo[index]:
-                text = ""
-                for case, failing in w.cases:
-                    if id(case) not in forwards:
-                        forwards[id(case)] = _reference(case)
-                    result = finished.run.calls.get(trace_call(case).id)
-                    text = _localized(case, failing, w.gradient, result, sources[index], forwards[id(case)])
-                    if text:
-                        break
-                if text:
-                    grades = judged[index]
-                    at = next(k for k, g in enumerate(grades) if g is w.grade)
-                    grades[at] = replace(w.grade, hint=text)
-                    replaced += 1
     return replaced

@@ -200,3 +200,28 @@ def test_a_reassigned_argument_is_judged_when_its_name_has_several_bindings_of_i
     judged = judge_steps([step], {"h": tuple(h)}, Tolerance(rtol=1e-9, atol=1e-12), returned=[step.value])
     (verdict,) = judged.verdicts
     assert not verdict.right and verdict.confirmed
+
+
+def test_each_trace_run_is_judged_as_it_arrives_not_after_the_whole_group(tmp_path):
+    """A forged answer may be tens of MB of arrays (up to ``max_output_bytes``): the grader must not hold
+    every answer of a group (possibly the whole class) at once before judging the first."""
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"s{i}.py")
+        paths[-1].write_text(SLIPPED)
+    cases, _ = _graded(paths[0])
+    judged = {i: [_graded(p)[1]] for i, p in enumerate(paths)}
+    before = {i: judged[i][0].hint for i in judged}
+    seen_when_yielding: list[int] = []
+
+    class Streaming(_HonestEngine):
+        def run(self, submissions, calls, arrays, limits, *, sandboxed):
+            for k, finished in enumerate(
+                super().run(submissions, calls, arrays, limits, sandboxed=sandboxed)
+            ):
+                seen_when_yielding.append(sum(judged[i][0].hint != before[i] for i in range(k)))
+                yield finished
+
+    located = localize_hints(Streaming(), paths, judged, {BATCHNORM.name: cases}, Limits(), sandboxed=False)
+    assert located == 3
+    assert seen_when_yielding == [0, 1, 2]  # run k is yielded once runs 0..k-1 have their hints
