@@ -106,6 +106,12 @@ def _identifier(value: Any) -> str:
     return value
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Refused("not a text")
+    return value
+
+
 def _list(value: Any, limit: int = _MAX_LIST) -> list[Any]:
     if not isinstance(value, list) or len(value) > limit:
         raise _Refused("not a short list")
@@ -141,7 +147,7 @@ def _step(info: Any, index: int, blobs: list[bytes], read_value: ReadValue) -> W
         key=key,
         file=file,
         line=_int(info.get("line"), 1, _MAX_LINE),
-        function=clean_text(info.get("function", ""), 100),
+        function=clean_text(_text(info.get("function")), 100),
         frame=_int(info.get("frame")),
         order=_int(info.get("order")),
         object=_int(info.get("object")),
@@ -178,8 +184,8 @@ def read_trace(info: Any, blobs: list[bytes], read_value: ReadValue) -> WireTrac
             returns.append((_int(entry.get("frame")), elements))
         gradients = tuple(_int(g) for g in _list(info.get("gradients")))
         return WireTrace(steps, tuple(returns), gradients)
-    except (_Refused, TypeError, ValueError, OverflowError):
-        return None
+    except (_Refused, TypeError, ValueError, OverflowError, RecursionError, MemoryError):
+        return None  # (a JSON value nested too deep to print where a text was expected, say)
 
 
 @contextmanager

@@ -225,3 +225,19 @@ def test_each_trace_run_is_judged_as_it_arrives_not_after_the_whole_group(tmp_pa
     located = localize_hints(Streaming(), paths, judged, {BATCHNORM.name: cases}, Limits(), sandboxed=False)
     assert located == 3
     assert seen_when_yielding == [0, 1, 2]  # run k is yielded once runs 0..k-1 have their hints
+
+
+@pytest.mark.parametrize("where", ["function", "dtype", "type"])
+def test_a_forged_record_nested_too_deep_to_print_refuses_the_trace_instead_of_raising(where):
+    """Any JSON value where text is expected is printed with str(): a deeply nested list raised
+    RecursionError out of read_trace, turning the call into a harness-worded error instead of a refusal."""
+    nested: list = []
+    for _ in range(100_000):
+        nested = [nested]
+    blobs: list[bytes] = []
+    step = _step(4) | {"value": worker_values.describe_value(np.ones(3), blobs, 2**30)}
+    if where == "function":
+        step["function"] = nested
+    else:
+        step["value"][where] = nested
+    assert read_trace({"steps": [step], "returns": [], "gradients": [0]}, blobs, value) is None
