@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,9 @@ __all__ = [
     "warm_up",
 ]
 
-#: What of a submission the grader reads for the hints, in all (it holds and parses it itself).
-_MAX_SOURCE_BYTES = 2 * 2**20
+#: What of a submission the grader reads for the hints, in all (it holds and parses it itself: about
+#: 5 s of its own time per MiB; an honest submission is a few tens of kB).
+_MAX_SOURCE_BYTES = 2**20
 _MAX_SOURCE_FILES = 200
 _MAX_DEPTH = 32
 #: Wall-clock seconds a trace run may take (at most the scored run's): a backward that stalls only when
@@ -231,9 +233,12 @@ def localize_answer(
     sources: Mapping[str, str],
     forward: ForwardTrace,
     failing: Sequence[str],
+    *,
+    registered: Mapping[str, str] | None = None,
 ) -> Localization | None:
     """The first wrong step of a trace call's answer, judged by the grader; ``None`` when there is none
-    (the trace was refused, its files or lines are not the submission's, no name matches, ...)."""
+    (the trace was refused, its files or lines are not the submission's, no name matches, ...).
+    ``registered``: ``sources`` already under :func:`sources_registered` (parsed once per submission)."""
     trace = result.trace
     if result.status != "ok" or trace is None or forward.reason or not forward.bindings:
         return None
@@ -244,7 +249,7 @@ def localize_answer(
     if problems:
         return None
     tol = for_precision(case.target.tol.exact, run.eps)
-    with sources_registered(sources) as paths:
+    with nullcontext(registered) if registered is not None else sources_registered(sources) as paths:
         built = steps_of(trace, paths)
         if built is None:
             return None
@@ -361,13 +366,13 @@ def _localized(
     failing: Sequence[str],
     gradient: str,
     result: CallResult | None,
-    sources: Mapping[str, str],
+    registered: Mapping[str, str],
     forward: ForwardTrace,
 ) -> str:
     if result is None:
         return ""
     try:
-        found = localize_answer(case, result, sources, forward, failing)
+        found = localize_answer(case, result, {}, forward, failing, registered=registered)
         return feedback(found, gradient) if found is not None else ""
     except Exception:  # feedback only: whatever goes wrong here, the generic hint stays
         return ""
@@ -382,19 +387,20 @@ def _relocate(
 ) -> int:
     """Replace the hints of ``grades`` that one submission's trace run locates; returns how many."""
     replaced = 0
-    for w in todo:
-        text = ""
-        for case, failing in w.cases:
-            if id(case) not in forwards:
-                forwards[id(case)] = _reference(case)
-            result = run.calls.get(trace_call(case).id)
-            text = _localized(case, failing, w.gradient, result, sources, forwards[id(case)])
+    with sources_registered(sources) as registered:  # parsed once for all its exercises and cases
+        for w in todo:
+            text = ""
+            for case, failing in w.cases:
+                if id(case) not in forwards:
+                    forwards[id(case)] = _reference(case)
+                result = run.calls.get(trace_call(case).id)
+                text = _localized(case, failing, w.gradient, result, registered, forwards[id(case)])
+                if text:
+                    break
             if text:
-                break
-        if text:
-            at = next(k for k, g in enumerate(grades) if g is w.grade)
-            grades[at] = replace(w.grade, hint=text)
-            replaced += 1
+                at = next(k for k, g in enumerate(grades) if g is w.grade)
+                grades[at] = replace(w.grade, hint=text)
+                replaced += 1
     return replaced
 
 

@@ -20,7 +20,7 @@ import pytest
 import reference_impls
 from checker.grading import worker_values
 from checker.grading.frames import value
-from checker.grading.localization import feedback, localize_hints, read_sources
+from checker.grading.localization import feedback, localize_hints, read_sources, trace_call, wanted
 from checker.grading.plan import plan_exercise
 from checker.grading.records import Limits
 from checker.grading.scoring import grade_exercise
@@ -114,7 +114,7 @@ def test_the_sources_read_for_the_hint_are_bounded_in_all_not_only_per_file(tmp_
         (folder / f"b_padding_{i:02d}.py").write_text("x = 1\n" * (2**20 // 6))
     read = read_sources(folder)
     assert "a_slipped.py" in read
-    assert sum(len(text) for text in read.values()) <= 2 * 2**20
+    assert sum(len(text) for text in read.values()) <= 2**20
 
 
 def _step(line: int) -> dict:
@@ -241,3 +241,46 @@ def test_a_forged_record_nested_too_deep_to_print_refuses_the_trace_instead_of_r
     else:
         step["value"][where] = nested
     assert read_trace({"steps": [step], "returns": [], "gradients": [0]}, blobs, value) is None
+
+
+def test_a_submission_is_parsed_once_for_its_hints_not_once_per_traced_case(tmp_path, monkeypatch):
+    """Parsing is the grader's own time (a MiB of source: seconds); a forged answer that is refused for
+    every case must not make the grader parse the student's files again for each one."""
+    from checker.grading import traced_steps
+    from checker.grading.cluster_records import Finished
+    from checker.grading.frames import call_result
+    from checker.grading.records import SubmissionRun
+
+    path = tmp_path / "slipped.py"
+    path.write_text(SLIPPED)
+    cases, scored = _graded(path)
+    parsed: list[str] = []
+    real_parse = traced_steps.parse_source
+    monkeypatch.setattr(traced_steps, "parse_source", lambda text: parsed.append(text) or real_parse(text))
+
+    def forged(call):
+        blobs: list[bytes] = []
+        step = _step(1) | {"file": "slipped.py", "name": "nothing", "key": "nothing"}
+        step["value"] = worker_values.describe_value(np.ones(3), blobs, 2**30)
+        case = next(c for c in cases if trace_call(c).id == call.id)
+        record = {
+            "id": call.id,
+            "status": "ok",
+            "trace": {"steps": [step], "returns": [], "gradients": [0, 1, 2]},
+        }
+        record["outputs"] = [worker_values.describe_value(o, blobs, 2**30) for o in case.expected_outputs]
+        grads = tuple(np.ones_like(g) for g in case.expected_grads.values())
+        record["gradients"] = worker_values.describe_returned(grads, blobs, 2**30)
+        return call_result(record, blobs, 0.0)
+
+    class Forging:
+        def run(self, submissions, calls, arrays, limits, *, sandboxed):
+            results = {c.id: forged(c) for c in calls}
+            yield Finished(0, SubmissionRun(str(path), results, completed=True, limits=limits))
+
+    judged = {0: [scored]}
+    traced = len(wanted(scored, cases).cases)
+    assert traced > 1
+    assert localize_hints(Forging(), [path], judged, {BATCHNORM.name: cases}, Limits(), sandboxed=False) == 0
+    assert judged[0][0] is scored
+    assert len(parsed) == 1
