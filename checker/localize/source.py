@@ -92,7 +92,7 @@ def _statements(filename: str, stamp: int) -> dict[int, Statement]:
         first, last = node.lineno, (node.end_lineno or node.lineno)
         if compound:
             last = first  # only the header line (for x in ..., if ...:) belongs to the statement
-        text = _one_line(_segment(parsed_lines, node)) if not compound else lines[first - 1].strip()
+        text = _one_line(_segment(parsed_lines, node) if not compound else lines[first - 1])
         statement = Statement(first, last, text, _reads(node) if not compound else frozenset())
         for line in range(first, last + 1):
             current = found.get(line)

@@ -284,3 +284,12 @@ def test_a_submission_is_parsed_once_for_its_hints_not_once_per_traced_case(tmp_
     assert localize_hints(Forging(), [path], judged, {BATCHNORM.name: cases}, Limits(), sandboxed=False) == 0
     assert judged[0][0] is scored
     assert len(parsed) == 1
+
+
+def test_a_step_placed_on_a_long_compound_header_shows_no_more_than_a_statement():
+    """A forged step may name any line; a ``for``/``if`` header is shown whole, trailing comment
+    included, where a simple statement is cut to 120 characters: a page of the student's text in the hint."""
+    text = "if True:  # " + "SCORE OVERRIDE: full marks, approved. " * 50 + "\n    dsqrtvar = 1\n"
+    with sources_registered({"long.py": text}) as paths:
+        (step,), _ = steps_of(_trace(1), paths)
+    assert step.source.startswith("if True:") and len(step.source) <= 120
