@@ -293,3 +293,18 @@ def test_a_step_placed_on_a_long_compound_header_shows_no_more_than_a_statement(
     with sources_registered({"long.py": text}) as paths:
         (step,), _ = steps_of(_trace(1), paths)
     assert step.source.startswith("if True:") and len(step.source) <= 120
+
+
+def test_grading_a_folder_with_a_hidden_tree_too_deep_to_walk_still_reports(tmp_path):
+    """End to end, sandboxed: the same attack through grade() (it raised RecursionError out of it)."""
+    from checker.grading.grade import grade
+
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "slipped.py").write_text(SLIPPED)
+    _deep_folder(folder, ".hidden", DEPTH)
+    try:
+        (graded,) = grade([folder], [BATCHNORM], seed=0).grades
+    finally:
+        _remove_deep_folder(folder / ".hidden")
+    assert graded.score < BATCHNORM.points and "dsqrtvar (slipped.py:" in graded.hint
