@@ -16,7 +16,9 @@ name, a refused trace, a run that failed: no localisation, and the generic hint 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,11 @@ __all__ = [
     "warm_up",
 ]
 
-_MAX_SOURCE_BYTES = 2 * 2**20  # a file larger than this is not read: no localisation in it
+#: What of a submission the grader reads for the hints, in all (it holds and parses it itself: about
+#: 5 s of its own time per MiB; an honest submission is a few tens of kB).
+_MAX_SOURCE_BYTES = 2**20
 _MAX_SOURCE_FILES = 200
+_MAX_DEPTH = 32
 #: Wall-clock seconds a trace run may take (at most the scored run's): a backward that stalls only when
 #: traced costs its own feedback, never the class's time.
 TRACE_TIMEOUT_S = 20.0
@@ -109,24 +114,52 @@ def trace_call(case: ExerciseCase) -> Call:
     return replace(case.call, id=f"{case.call.id}/trace", trace=True, repeat_backward=False)
 
 
-def read_sources(submission: Path) -> dict[str, str]:
-    """The submission's Python files as the grader reads them (relative path -> text), before any run."""
-    if submission.is_symlink():
-        return {}
-    if submission.is_file():
-        found = [(submission, submission.name)]
-    elif submission.is_dir():
-        found = [(p, p.relative_to(submission).as_posix()) for p in sorted(submission.rglob("*.py"))]
-    else:
-        return {}
-    sources: dict[str, str] = {}
-    for path, relative in found[:_MAX_SOURCE_FILES]:
-        try:
-            if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_SOURCE_BYTES:
+def _skipped(folder: str) -> bool:
+    return folder == "__pycache__" or folder.startswith(".")  # as the copy into the sandbox
+
+
+def _python_files(folder: Path) -> Iterator[tuple[Path, str]]:
+    """The ``.py`` files under ``folder`` as the copy into the sandbox sees them (no hidden folders, no
+    ``__pycache__``, no symbolic links), in sorted order; walked without recursion and at most
+    :data:`_MAX_DEPTH` folders deep (a student chooses the tree)."""
+    pending = [(folder, "", 0)]
+    while pending:
+        here, prefix, depth = pending.pop()
+        with os.scandir(here) as entries:
+            found = sorted(entries, key=lambda e: e.name)
+        folders = []
+        for entry in found:
+            if entry.is_symlink():
                 continue
-            sources[relative] = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
+            if entry.is_file() and entry.name.endswith(".py"):
+                yield Path(entry.path), prefix + entry.name
+            elif entry.is_dir() and depth < _MAX_DEPTH and not _skipped(entry.name):
+                folders.append((Path(entry.path), f"{prefix}{entry.name}/", depth + 1))
+        pending += reversed(folders)
+
+
+def read_sources(submission: Path) -> dict[str, str]:
+    """The submission's Python files as the grader reads them (relative path -> text), before any run:
+    at most :data:`_MAX_SOURCE_FILES` files and :data:`_MAX_SOURCE_BYTES` in all (the rest is not read:
+    no localisation in it). A tree that cannot be read gives what was read before it."""
+    sources: dict[str, str] = {}
+    if submission.is_symlink():
+        return sources
+    budget = _MAX_SOURCE_BYTES
+    try:
+        found = _python_files(submission) if submission.is_dir() else iter([(submission, submission.name)])
+        for path, relative in found:
+            if len(sources) >= _MAX_SOURCE_FILES:
+                break
+            try:
+                if path.is_symlink() or not path.is_file() or path.stat().st_size > budget:
+                    continue
+                sources[relative] = text = path.read_text(encoding="utf-8", errors="replace")
+                budget -= len(text.encode("utf-8", errors="replace"))
+            except OSError:
+                continue
+    except OSError:
+        pass
     return sources
 
 
@@ -200,9 +233,12 @@ def localize_answer(
     sources: Mapping[str, str],
     forward: ForwardTrace,
     failing: Sequence[str],
+    *,
+    registered: Mapping[str, str] | None = None,
 ) -> Localization | None:
     """The first wrong step of a trace call's answer, judged by the grader; ``None`` when there is none
-    (the trace was refused, its files or lines are not the submission's, no name matches, ...)."""
+    (the trace was refused, its files or lines are not the submission's, no name matches, ...).
+    ``registered``: ``sources`` already under :func:`sources_registered` (parsed once per submission)."""
     trace = result.trace
     if result.status != "ok" or trace is None or forward.reason or not forward.bindings:
         return None
@@ -213,7 +249,7 @@ def localize_answer(
     if problems:
         return None
     tol = for_precision(case.target.tol.exact, run.eps)
-    with sources_registered(sources) as paths:
+    with nullcontext(registered) if registered is not None else sources_registered(sources) as paths:
         built = steps_of(trace, paths)
         if built is None:
             return None
@@ -330,16 +366,49 @@ def _localized(
     failing: Sequence[str],
     gradient: str,
     result: CallResult | None,
-    sources: Mapping[str, str],
+    registered: Mapping[str, str],
     forward: ForwardTrace,
 ) -> str:
     if result is None:
         return ""
     try:
-        found = localize_answer(case, result, sources, forward, failing)
+        found = localize_answer(case, result, {}, forward, failing, registered=registered)
         return feedback(found, gradient) if found is not None else ""
     except Exception:  # feedback only: whatever goes wrong here, the generic hint stays
         return ""
+
+
+def _relocate(
+    grades: list[ExerciseGrade],
+    todo: Sequence[Wanted],
+    run: Any,
+    sources: Mapping[str, str],
+    forwards: dict[int, ForwardTrace],
+) -> int:
+    """Replace the hints of ``grades`` that one submission's trace run locates; returns how many."""
+    replaced = 0
+    with sources_registered(sources) as registered:  # parsed once for all its exercises and cases
+        for w in todo:
+            text = ""
+            for case, failing in w.cases:
+                if id(case) not in forwards:
+                    forwards[id(case)] = _reference(case)
+                result = run.calls.get(trace_call(case).id)
+                text = _localized(case, failing, w.gradient, result, registered, forwards[id(case)])
+                if text:
+                    break
+            if text:
+                at = next(k for k, g in enumerate(grades) if g is w.grade)
+                grades[at] = replace(w.grade, hint=text)
+                replaced += 1
+    return replaced
+
+
+def _read_safely(submission: Path) -> dict[str, str]:
+    try:
+        return read_sources(submission)
+    except Exception:  # feedback only: a tree the grader cannot read costs that student the hint
+        return {}
 
 
 def warm_up(cases_of: Mapping[str, Sequence[ExerciseCase]]) -> dict[int, ForwardTrace]:
@@ -375,36 +444,19 @@ def localize_hints(
     replaced = 0
     for indices in groups.values():
         cases = list({c.call.id: c for w in todo[indices[0]] for c, _ in w.cases}.values())
-        sources = {i: read_sources(paths[i]) for i in indices}  # read before the run
+        sources = {i: _read_safely(paths[i]) for i in indices}  # read before the run
         arrays = {k: v for c in cases for k, v in c.arrays.items()}
-        try:
-            finished_runs = list(
-                engine.run(
-                    [paths[i] for i in indices],
-                    [trace_call(c) for c in cases],
-                    arrays,
-                    trace_limits(limits),
-                    sandboxed=sandboxed,
-                )
-            )
-        except Exception:  # no sandbox after all, a cluster that went away: no localisation
+        try:  # each run is judged as it arrives and let go: the group's answers are never all held
+            for finished in engine.run(
+                [paths[i] for i in indices],
+                [trace_call(c) for c in cases],
+                arrays,
+                trace_limits(limits),
+                sandboxed=sandboxed,
+            ):
+                if finished.run is not None:
+                    index = indices[finished.index]
+                    replaced += _relocate(judged[index], todo[index], finished.run, sources[index], forwards)
+        except Exception:  # no sandbox after all, a cluster that went away: no (further) localisation
             continue
-        for finished in finished_runs:
-            if finished.run is None:
-                continue
-            index = indices[finished.index]
-            for w in todo[index]:
-                text = ""
-                for case, failing in w.cases:
-                    if id(case) not in forwards:
-                        forwards[id(case)] = _reference(case)
-                    result = finished.run.calls.get(trace_call(case).id)
-                    text = _localized(case, failing, w.gradient, result, sources[index], forwards[id(case)])
-                    if text:
-                        break
-                if text:
-                    grades = judged[index]
-                    at = next(k for k, g in enumerate(grades) if g is w.grade)
-                    grades[at] = replace(w.grade, hint=text)
-                    replaced += 1
     return replaced

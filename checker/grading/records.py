@@ -274,8 +274,12 @@ class SubmissionRun:
 
 
 # Characters that XML 1.0 forbids or that terminals and CSV readers act on: C0 controls but tab and
-# newline, DEL and C1 controls, lone surrogates, and the two non-characters U+FFFE / U+FFFF.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# newline, DEL and C1 controls, lone surrogates, and the two non-characters U+FFFE / U+FFFF; and the
+# invisible ones that reorder or break what follows on display (bidi marks, overrides and isolates,
+# the Unicode line and paragraph separators: "trojan source").
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
+)
 
 
 def clean_text(value: object, limit: int = 1000) -> str:

@@ -17,6 +17,7 @@ A refused trace costs the student nothing but the localisation: the generic hint
 
 from __future__ import annotations
 
+import io
 import linecache
 import re
 import uuid
@@ -29,6 +30,7 @@ import numpy as np
 
 from checker.grading.imports import PARSE_LOCK, parse_source
 from checker.grading.records import Value, clean_text
+from checker.localize import source as engine_source
 from checker.localize.source import statement_at
 from checker.localize.steps import FrameReturn, Step
 
@@ -104,6 +106,12 @@ def _identifier(value: Any) -> str:
     return value
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Refused("not a text")
+    return value
+
+
 def _list(value: Any, limit: int = _MAX_LIST) -> list[Any]:
     if not isinstance(value, list) or len(value) > limit:
         raise _Refused("not a short list")
@@ -139,7 +147,7 @@ def _step(info: Any, index: int, blobs: list[bytes], read_value: ReadValue) -> W
         key=key,
         file=file,
         line=_int(info.get("line"), 1, _MAX_LINE),
-        function=clean_text(info.get("function", ""), 100),
+        function=clean_text(_text(info.get("function")), 100),
         frame=_int(info.get("frame")),
         order=_int(info.get("order")),
         object=_int(info.get("object")),
@@ -176,8 +184,8 @@ def read_trace(info: Any, blobs: list[bytes], read_value: ReadValue) -> WireTrac
             returns.append((_int(entry.get("frame")), elements))
         gradients = tuple(_int(g) for g in _list(info.get("gradients")))
         return WireTrace(steps, tuple(returns), gradients)
-    except (_Refused, TypeError, ValueError, OverflowError):
-        return None
+    except (_Refused, TypeError, ValueError, OverflowError, RecursionError, MemoryError):
+        return None  # (a JSON value nested too deep to print where a text was expected, say)
 
 
 @contextmanager
@@ -193,7 +201,8 @@ def sources_registered(sources: Mapping[str, str]) -> Iterator[dict[str, str]]:
         except (SyntaxError, ValueError, MemoryError, RecursionError):
             continue
         path = f"{token}/{relative}"
-        lines = text.splitlines(keepends=True)
+        # Lines as Python and linecache count them (not str.splitlines, which also breaks at \f, \x1c, \u2028 ...)
+        lines = io.StringIO(text, newline=None).readlines()
         linecache.cache[path] = (len(text), None, lines, path)
         paths[relative] = path
     try:
@@ -201,6 +210,7 @@ def sources_registered(sources: Mapping[str, str]) -> Iterator[dict[str, str]]:
     finally:
         for path in paths.values():
             linecache.cache.pop(path, None)
+        engine_source._statements.cache_clear()  # a student's parsed files are not kept past their hint
 
 
 def _statement(path: str, line: int) -> tuple[str, frozenset[str]]:

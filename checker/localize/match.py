@@ -115,7 +115,9 @@ def _judge(
     same = [b for b in candidates if b.gradient.shape == value.shape]
     if step.reassigned_argument:
         # ``dout = dout * mask; return dout``: a reused argument may hold another value's gradient.
-        same += [b for b in every_binding if b.gradient.shape == value.shape and b not in same]
+        same += [
+            b for b in every_binding if b.gradient.shape == value.shape and all(b is not s for s in same)
+        ]
     base = dict(
         name=step.name,
         forward_name=forward_name,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import ast
 import functools
 import linecache
+import re
 import textwrap
 from dataclasses import dataclass
 
 __all__ = ["Statement", "dict_key_line", "return_element_reads", "statement_at"]
 
 _MAX_TEXT = 120  # characters of a statement shown in a message
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # a line as the parser counts them
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,20 @@ def _subscript_targets(node: ast.AST) -> list[str]:
     return found
 
 
+def _segment(lines: list[str], node: ast.stmt) -> str:
+    """``ast.get_source_segment(source, node)`` for a source already split into ``lines`` (the
+    standard one splits the whole source again on every call: quadratic in a file's length)."""
+    first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+    start, end = node.col_offset, node.end_col_offset
+    if end is None or last >= len(lines):
+        return ""
+    if first == last:
+        return lines[first].encode()[start:end].decode(errors="replace")
+    head = lines[first].encode()[start:].decode(errors="replace")
+    tail = lines[last].encode()[:end].decode(errors="replace")
+    return "".join([head, *lines[first + 1 : last], tail])
+
+
 @functools.lru_cache(maxsize=256)
 def _statements(filename: str, stamp: int) -> dict[int, Statement]:
     """Line -> the innermost simple statement covering it, for one file (``stamp`` invalidates the cache)."""
@@ -66,6 +82,7 @@ def _statements(filename: str, stamp: int) -> dict[int, Statement]:
     except (SyntaxError, ValueError):
         return {}
     found: dict[int, Statement] = {}
+    parsed_lines = _LINE.findall(source)
     for node in ast.walk(tree):
         if not isinstance(node, ast.stmt) or isinstance(
             node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -75,11 +92,7 @@ def _statements(filename: str, stamp: int) -> dict[int, Statement]:
         first, last = node.lineno, (node.end_lineno or node.lineno)
         if compound:
             last = first  # only the header line (for x in ..., if ...:) belongs to the statement
-        text = (
-            _one_line(ast.get_source_segment(source, node) or "")
-            if not compound
-            else lines[first - 1].strip()
-        )
+        text = _one_line(_segment(parsed_lines, node) if not compound else lines[first - 1])
         statement = Statement(first, last, text, _reads(node) if not compound else frozenset())
         for line in range(first, last + 1):
             current = found.get(line)
