@@ -35,7 +35,7 @@ from checker.grading.traced_steps import sources_registered, steps_of
 from checker.localize import Localization
 from checker.localize.intermediates import ForwardTrace
 from checker.localize.localization import first_wrong_among
-from checker.localize.locate import _context_builder
+from checker.localize.locate import context_builder
 from checker.localize.match import StepVerdict, diagnose_verdicts, judge_steps
 from checker.localize.runs import FLOAT64_EPS, Plain, objective_of, traced_run, user_files
 from checker.localize.steps import BackwardRun
@@ -307,7 +307,7 @@ def _judge(
     shown = sorted({first, *(index for _, index in by_gradient)})
     params = _params(case)
     plain = _plain(case)
-    context_for = _context_builder(
+    context_for = context_builder(
         case.target, case.case.arrays, params, case.douts, case.case.dims, plain, forward
     )
     judged = diagnose_verdicts(judged, shown, tol, context_for)

@@ -28,7 +28,7 @@ from checker.localize.runs import FLOAT64_EPS, Plain, objective_of, plain_run, t
 from checker.localize.tracer import DEFAULT_BUDGET, TraceBudgetExceeded, TracerFailed
 from checker.registry import Target
 
-__all__ = ["localize"]
+__all__ = ["context_builder", "localize"]
 
 
 def _disagreeing_leaf(
@@ -75,7 +75,7 @@ def _wrong_gradients(
     return grads, wrong
 
 
-def _context_builder(
+def context_builder(
     target: Target,
     inputs: Mapping[str, np.ndarray],
     params: Mapping[str, np.ndarray],
@@ -226,7 +226,7 @@ def _localize(
             "(dxhat = ..., dvar = ...) to have the first wrong one located",
         )
     gradient_dicts = [id(plain.raw_grads)] if isinstance(plain.raw_grads, dict) else []
-    context_for = _context_builder(target, inputs, params, douts, dims, plain, forward)
+    context_for = context_builder(target, inputs, params, douts, dims, plain, forward)
     returned = [np.asarray(g) for g in grads.values() if isinstance(g, np.ndarray)]
     failing_ids = [id(grads[g]) for g in wrong if g in grads]
     judged = judge_steps(
