@@ -84,6 +84,8 @@ def context_builder(
     plain: Plain,
     forward: ForwardTrace,
 ) -> Callable[[str, Binding, frozenset[str]], GradientContext]:
+    """For each judged step, the context the diagnosis rules need (the forward value it is the gradient
+    of, the inputs and parameters, the case's dims): the engine's and the grader's localisation alike."""
     given = {n: np.asarray(a) for n, a in inputs.items() if np.asarray(a).dtype.kind == "f"}
     given |= {n: np.asarray(a) for n, a in params.items()}
     known: dict[str, np.ndarray] = {name: bs[-1].value for name, bs in forward.bindings.items()}
