@@ -87,6 +87,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         action="store_true",
         help="run submissions without a sandbox: trusted code only (every output then says so)",
     )
+    grade.add_argument(
+        "--no-localize",
+        action="store_true",
+        help="skip the unscored second run that finds the first wrong step of a wrong gradient for the "
+        "hint (faster; the scores are the same)",
+    )
     grade.add_argument("--seed", type=int, default=0)
     grade.add_argument("--cases", type=_positive(int), default=None, help="cases per exercise (default 4)")
     grade.set_defaults(handler=_grade)
@@ -154,6 +160,7 @@ def _grade(args: argparse.Namespace) -> int:
                     cases=args.cases,
                     limits=limits,
                     sandboxed=not args.no_sandbox,
+                    localize=not args.no_localize,
                     engine=engine,
                     progress=progress,
                     interrupts=interrupts,

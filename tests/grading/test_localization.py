@@ -370,3 +370,14 @@ def test_a_trace_run_gets_at_most_the_scored_runs_time_and_never_more_than_its_c
         trace_limits(Limits(timeout_s=3)).timeout_s == 3 and trace_limits(Limits(timeout_s=3)).cpu_s is None
     )
     assert trace_limits(Limits(memory_mb=512)).memory_mb == 512
+
+
+def test_the_command_line_grades_without_the_trace_run_when_asked(students, tmp_path):
+    from checker.cli import main
+
+    for flag, located in ((), True), (("--no-localize",), False):
+        out = tmp_path / ("on" if located else "off")
+        args = ["grade", str(students["slipped"]), "--exercises", "batchnorm_staged", "--out", str(out)]
+        assert main([*args, *flag]) == 1
+        hints = (out / "scores.csv").read_text()
+        assert ("first wrong step" in hints) is located
