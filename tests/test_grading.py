@@ -219,3 +219,18 @@ def test_one_student_cannot_break_the_report_for_the_class(tmp_path):
         json.dumps(results, allow_nan=False)
         assert "Sandbox: bubblewrap" in results["output"]
     assert "broken??????[31m" in (out / "junit.xml").read_text()
+
+
+def test_scores_csv_shows_a_students_text_as_text_never_as_a_formula_or_a_control_sequence(tmp_path):
+    formula = tmp_path / "=HYPERLINK(1).py"  # a file name the student chose
+    formula.write_text(submission_source(AFFINE))
+    out = tmp_path / "out"
+    hostile = HOSTILE / "control_characters.py"
+    assert main(["grade", str(formula), str(hostile), "--exercises", "affine", "--out", str(out)]) == 1
+    text = (out / "scores.csv").read_text()
+    assert "\x1b" not in text and "\x07" not in text  # pandas 3's str columns are cleaned too
+    import pandas as pd
+
+    scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
+    assert set(scores.submission) == {"'=HYPERLINK(1)", "control_characters"}
+    assert not scores.map(lambda v: str(v)[:1] in ("=", "+", "@")).any().any()

@@ -130,14 +130,22 @@ def junit_xml(report: Any) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
+def _cell(value: object) -> str:
+    """A text cell a spreadsheet shows as text: cleaned, and one that starts like a formula (``=``,
+    ``+``, ``-``, ``@``: a file name or an exception message a student chose) is prefixed with ``'``."""
+    text = clean_text(value, 4000)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
 def scores_csv(report: Any) -> str:
     """One row per submission x exercise and a TOTAL row each; the ``sandbox`` column states the sandbox."""
     frame = report.frame()
     for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: clean_text(v, 4000))
-        elif pd.api.types.is_float_dtype(frame[column]):
+        kind = frame[column].dtype
+        if pd.api.types.is_float_dtype(kind):
             frame[column] = frame[column].map(_number)
+        elif pd.api.types.is_object_dtype(kind) or pd.api.types.is_string_dtype(kind):
+            frame[column] = frame[column].map(_cell)
     return frame.to_csv(index=False)
 
 
