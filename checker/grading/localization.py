@@ -35,7 +35,7 @@ from checker.grading.traced_steps import sources_registered, steps_of
 from checker.localize import Localization
 from checker.localize.intermediates import ForwardTrace
 from checker.localize.localization import first_wrong_among
-from checker.localize.locate import context_builder
+from checker.localize.locate import context_builder, wrong_step_by_gradient
 from checker.localize.match import StepVerdict, diagnose_verdicts, judge_steps
 from checker.localize.runs import FLOAT64_EPS, Plain, objective_of, traced_run, user_files
 from checker.localize.steps import BackwardRun
@@ -294,16 +294,9 @@ def _judge(
     first = first_wrong_among(verdicts) if verdicts else None
     if first is None:
         return None
-    by_gradient = []
-    for gradient in failing:
-        own = _own_step(verdicts, gradient, objects.get(gradient))
-        among = None
-        if own is not None:
-            helpers = [i for i in range(own) if verdicts[i].frame != verdicts[own].frame]
-            among = [own, *verdicts[own].depends_on, *helpers]
-        index = first_wrong_among(verdicts, among)
-        if index is not None:
-            by_gradient.append((gradient, index))
+    by_gradient = wrong_step_by_gradient(
+        verdicts, failing, lambda gradient: _own_step(verdicts, gradient, objects.get(gradient))
+    )
     shown = sorted({first, *(index for _, index in by_gradient)})
     params = _params(case)
     plain = _plain(case)

@@ -12,7 +12,7 @@ Only for a function that failed a gradient check: a passing function never pays 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,12 +23,12 @@ from checker.execution.calls import normalize_gradients
 from checker.execution.user_code import USER_ERRORS, UserError, UserTimeout, describe_exception
 from checker.localize.intermediates import Binding, ForwardTrace
 from checker.localize.localization import Localization, first_wrong_among
-from checker.localize.match import diagnose_verdicts, judge_steps
+from checker.localize.match import StepVerdict, diagnose_verdicts, judge_steps
 from checker.localize.runs import FLOAT64_EPS, Plain, objective_of, plain_run, traced_run, user_files
 from checker.localize.tracer import DEFAULT_BUDGET, TraceBudgetExceeded, TracerFailed
 from checker.registry import Target
 
-__all__ = ["context_builder", "localize"]
+__all__ = ["context_builder", "localize", "wrong_step_by_gradient"]
 
 
 def _disagreeing_leaf(
@@ -73,6 +73,25 @@ def _wrong_gradients(
         if mine.shape != exact[name].shape or mismatch_mask(mine, exact[name], tol).any():
             wrong.append(name)
     return grads, wrong
+
+
+def wrong_step_by_gradient(
+    verdicts: Sequence[StepVerdict], failing: Iterable[str], own_step: Callable[[str], int | None]
+) -> list[tuple[str, int]]:
+    """For each failing gradient, the index of the first wrong step among those it was computed from
+    (``own_step(gradient)``: the step that is that gradient, if any; then what it depends on by name in
+    its frame, and anything earlier in helper frames), for those where there is one."""
+    found = []
+    for gradient in failing:
+        own = own_step(gradient)
+        among = None
+        if own is not None:
+            helpers = [i for i in range(own) if verdicts[i].frame != verdicts[own].frame]
+            among = [own, *verdicts[own].depends_on, *helpers]
+        index = first_wrong_among(verdicts, among)
+        if index is not None:
+            found.append((gradient, index))
+    return found
 
 
 def context_builder(
@@ -265,16 +284,9 @@ def _localize(
             ),
             unmatched=judged.unmatched,
         )
-    by_gradient = []
-    for gradient in failing:
-        own = _step_of_gradient(verdicts, gradient, grads.get(gradient))
-        among = None
-        if own is not None:  # what it was computed from: by name in its frame, anything earlier in helpers
-            helpers = [i for i in range(own) if verdicts[i].frame != verdicts[own].frame]
-            among = [own, *verdicts[own].depends_on, *helpers]
-        index = first_wrong_among(verdicts, among)
-        if index is not None:
-            by_gradient.append((gradient, index))
+    by_gradient = wrong_step_by_gradient(
+        verdicts, failing, lambda gradient: _step_of_gradient(verdicts, gradient, grads.get(gradient))
+    )
     shown = sorted({first, *(index for _, index in by_gradient)})
     judged = diagnose_verdicts(judged, shown, tol, context_for)
     verdicts = judged.verdicts
