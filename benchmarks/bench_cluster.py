@@ -1,6 +1,6 @@
 """Grading on Dask against the local pool: one generated class through each, submissions per minute.
 
-    python benchmarks/bench_cluster.py [--students 1000] [--jobs 2] [--workers 1,2]
+    python benchmarks/bench_cluster.py [--students 1000] [--jobs 2] [--workers 1,2] [--no-localize]
 
 The class is ``bench_grading.py``'s (one folder per student, one file per exercise of the bank, a
 planted mistake with probability 0.3 per exercise). It is graded by the local pool (``--jobs``
@@ -42,6 +42,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--workers", default="2", help="comma-separated LocalCluster sizes (default 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-localize", action="store_true", help="no trace runs for the hints: the engines' overhead alone"
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.workers.split(",") if n.strip()]
     rows = []
@@ -59,7 +62,13 @@ def main() -> int:
             startup = time.perf_counter() - started
             try:
                 started = time.perf_counter()
-                report = grade(submissions, reference_impls.EXERCISES, seed=args.seed, engine=engine)
+                report = grade(
+                    submissions,
+                    reference_impls.EXERCISES,
+                    seed=args.seed,
+                    engine=engine,
+                    localize=not args.no_localize,
+                )
                 seconds = time.perf_counter() - started
             finally:
                 engine.close()
