@@ -93,6 +93,8 @@ class LocalPool:
         if not (isinstance(jobs, int) and 1 <= jobs <= 64):
             raise ValueError(f"jobs={jobs!r}: use an int from 1 to 64")
         self.jobs = jobs
+        #: runs (of different submissions and calls) that may go on at once: the hints' trace groups
+        self.concurrent_runs = jobs
         self.description = f"local pool ({jobs} at a time)"
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -31,6 +31,7 @@ from checker.grading.executions import execution_of
 from checker.grading.plan import ExerciseCase
 from checker.grading.records import Call, CallResult, Limits, clean_text
 from checker.grading.scoring import ExerciseGrade, hint_for
+from checker.grading.trace_runs import Group, group_runs
 from checker.grading.traced_steps import sources_registered, steps_of
 from checker.localize import Localization
 from checker.localize.intermediates import ForwardTrace
@@ -424,7 +425,8 @@ def localize_hints(
 ) -> int:
     """Replace the generic hint of each grade in ``judged`` (submission index -> grades) whose first
     wrong step can be located; returns how many were. The trace calls run on ``engine`` (one run per
-    group of submissions that need the same cases), after the scored runs; the scores are untouched."""
+    group of submissions that need the same cases, several groups at once where the engine allows:
+    :mod:`.trace_runs`), after the scored runs; the scores are untouched."""
     todo: dict[int, list[Wanted]] = {}
     for index, grades in judged.items():
         found = [w for w in (wanted(g, cases_of.get(g.exercise, ())) for g in grades) if w is not None]
@@ -434,22 +436,23 @@ def localize_hints(
     for index, found in todo.items():
         groups.setdefault(tuple(sorted({c.call.id for w in found for c, _ in w.cases})), []).append(index)
     forwards = {} if forwards is None else forwards
-    replaced = 0
+    planned = []
     for indices in groups.values():
         cases = list({c.call.id: c for w in todo[indices[0]] for c, _ in w.cases}.values())
-        sources = {i: _read_safely(paths[i]) for i in indices}  # read before the run
         arrays = {k: v for c in cases for k, v in c.arrays.items()}
-        try:  # each run is judged as it arrives and let go: the group's answers are never all held
-            for finished in engine.run(
-                [paths[i] for i in indices],
-                [trace_call(c) for c in cases],
-                arrays,
-                trace_limits(limits),
-                sandboxed=sandboxed,
-            ):
-                if finished.run is not None:
-                    index = indices[finished.index]
-                    replaced += _relocate(judged[index], todo[index], finished.run, sources[index], forwards)
-        except Exception:  # no sandbox after all, a cluster that went away: no (further) localisation
-            continue
+        planned.append(Group(indices, [trace_call(c) for c in cases], arrays))
+    replaced = 0
+    # Each run is judged as it arrives and let go (the answers are never all held), one at a time in
+    # this thread; the sources are read just before each group's run starts.
+    for group, sources, finished in group_runs(
+        engine,
+        planned,
+        paths,
+        trace_limits(limits),
+        sandboxed=sandboxed,
+        before=lambda group: {i: _read_safely(paths[i]) for i in group.indices},
+    ):
+        if finished.run is not None:
+            index = group.indices[finished.index]
+            replaced += _relocate(judged[index], todo[index], finished.run, sources[index], forwards)
     return replaced
