@@ -191,3 +191,25 @@ def test_the_model_style_names_a_bias_averaged_over_the_batch_as_the_layer_style
     assert len(informative) and (informative.diagnosis == "mean_instead_of_sum").all()
     assert informative.message.str.contains("the gradient of a bias shared by every example is the SUM").all()
     assert not (frame[frame.target == "W"].status == "fail").any()
+
+
+def test_only_comparisons_say_at_what_accuracy_they_were_made():
+    # A float32 backward that writes into its cache and is 1 % off: the mutation row compares nothing.
+    def forward(x, w, b):
+        x, w, b = (a.astype(np.float32) for a in (x, w, b))
+        return x @ w + b, [x, w, b]
+
+    def backward(dout, cache):
+        dx, dw, db = affine_backward(dout, tuple(cache))
+        cache[0] = cache[0] * 2  # replaces an entry of the cache: a mutation
+        return dx, dw * 1.01, db
+
+    target = bc.register(
+        "affine_f32_mutating_trust", forward=forward, backward=backward, inputs=AFFINE_INPUTS
+    )
+    failing = [r for r in bc.check(target, cases=2, shrink=False).failures if r.status == "fail"]
+    checks = {r.check for r in failing}
+    assert {"mutation", "grad_autograd"} <= checks
+    for row in failing:
+        noted = "(compared at float32 accuracy" in row.message
+        assert noted == (row.check not in ("mutation", "determinism")), (row.check, row.message)

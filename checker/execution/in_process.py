@@ -171,8 +171,8 @@ def _run_layer(
     def objective(values: Mapping[str, Any]) -> Any:
         return scalar_objective(target, values, copy.deepcopy(hyper), douts, function=forward)
 
-    def rescaled() -> Any:
-        return detached(backward(*[d * RESCALE for d in douts], cache))
+    def rescaled(factor: float = RESCALE) -> Any:
+        return detached(backward(*[d * factor for d in douts], cache))
 
     value = float(sum(np.sum(o * d) for o, d in zip(outs, douts, strict=True)))
     differentiable = target.differentiable

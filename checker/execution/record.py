@@ -76,10 +76,11 @@ class Execution:
     #: user's forward run as its float64 ``shadow``; the torch reference run in the user's precision,
     #: ``reference_low``): how far they are apart is what that precision can resolve at this input
     witnesses: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    #: a layer's backward called once more with every upstream gradient times ``RESCALE`` (None when
-    #: it cannot be called here): it is linear in them, so its answer divided by ``RESCALE`` differs
-    #: from the first only by the backward's own round-off at this input (reduced precision only)
-    rescaled: Callable[[], Any] | None = None
+    #: a layer's backward called once more with every upstream gradient times a factor (``RESCALE`` by
+    #: default; None when it cannot be called here): it is linear in them, so its answer divided by
+    #: ``RESCALE`` differs from the first only by the backward's own round-off at this input (reduced
+    #: precision only); with 1.0, the first answer again
+    rescaled: Callable[..., Any] | None = None
     #: a forward that returned outputs the checks cannot use (wrong count, refused values): the message
     forward_problem: str = ""
     #: what the user's backward calls its upstream gradients (``dnext_h``, ``dnext_c``), for messages

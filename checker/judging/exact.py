@@ -16,6 +16,7 @@ from checker.checks import check_gradient, shape_text
 from checker.compare import FLOAT64_EPS, Tolerance, compare_arrays, for_precision, with_noise
 from checker.diagnose import GradientContext
 from checker.execution.calls import normalize_gradients
+from checker.execution.fingerprints import values_equal
 from checker.execution.record import RESCALE, Execution
 from checker.execution.user_code import USER_ERRORS, UserError
 from checker.oracles.threads import torch_threads_for
@@ -31,6 +32,8 @@ __all__ = [
     "in_process_answers",
     "in_process_rows",
     "oracle_disagreement",
+    "own_round_off",
+    "witness_calls",
 ]
 
 #: The check name of a gradient compared with each exact oracle.
@@ -209,28 +212,63 @@ def in_process_rows(
         return {}, [CheckResult("call", err.where, "error", err.message)]
 
 
+#: What the backward answered on its witness calls (:func:`witness_calls`): as at first, then with
+#: every upstream gradient times ``RESCALE``, each normalised by gradient name.
+WitnessCalls = tuple[dict[str, object], dict[str, object]]
+
+
+def witness_calls(run: Execution) -> WitnessCalls | None:
+    """Reduced precision only: the user's backward called twice more, with the same upstream gradients
+    and with them times ``RESCALE`` (None for float64 code, a backward that cannot be called here, or
+    one that raises: its first call succeeded, the checks of that one stand). Made before any oracle
+    runs the forward again, so a layer object or a cell over time is in the state of its first calls."""
+    if run.eps <= FLOAT64_EPS or run.rescaled is None:
+        return None
+    try:
+        plain, _ = normalize_gradients(run.rescaled(1.0), run.differentiable, run.where)
+        scaled, _ = normalize_gradients(run.rescaled(RESCALE), run.differentiable, run.where)
+    except USER_ERRORS:
+        return None
+    return plain, scaled
+
+
+def _floats(value: object, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``value`` as float64 of ``shape``, or None: a witness call may return anything (text, a ragged list)."""
+    if value is None:
+        return None
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except USER_ERRORS:
+        return None
+    return array if array.shape == shape else None
+
+
 def own_round_off(
-    run: Execution, checked: Mapping[str, tuple[np.ndarray, GradientContext]]
+    run: Execution,
+    checked: Mapping[str, tuple[np.ndarray, GradientContext]],
+    calls: WitnessCalls | None = None,
 ) -> dict[str, float]:
     """Reduced precision only: per gradient, how far the user's backward moves when every upstream
     gradient is scaled by ``RESCALE`` (its answer divided back). A backward is linear in them, so that
     is its own round-off at this input: what its order of operations can resolve, which no oracle
     computing the gradient another way can tell. Nothing for float64 code or a backward that cannot be
-    called here (a sandboxed submission); the caller asks only of a backward whose two calls agreed."""
-    if run.eps <= FLOAT64_EPS or run.rescaled is None:
+    called here (a sandboxed submission); the caller asks only of a backward whose two calls agreed.
+    A gradient whose third call (``calls``, made here when not given) differs from its first gets no
+    witness: a backward that is not the same function on every call cannot vouch for its round-off."""
+    calls = witness_calls(run) if calls is None else calls
+    if calls is None:
         return {}
-    try:
-        raw = run.rescaled()
-    except USER_ERRORS:  # its first call succeeded: the checks of that one stand
-        return {}
-    grads, _ = normalize_gradients(raw, run.differentiable, run.where)
+    plain, scaled = calls
     noise: dict[str, float] = {}
     for name, (actual, _context) in checked.items():
-        again = grads.get(name)
-        if again is None or np.shape(again) != np.shape(actual) or not np.size(actual):
+        shape = np.shape(actual)
+        same, again = _floats(plain.get(name), shape), _floats(scaled.get(name), shape)
+        if same is None or again is None or not np.size(actual):
+            continue
+        if not values_equal(same, np.asarray(actual, np.float64)):
             continue
         with np.errstate(invalid="ignore", over="ignore"):
-            moved = np.abs(np.asarray(again, dtype=np.float64) / RESCALE - np.asarray(actual, np.float64))
+            moved = np.abs(again / RESCALE - np.asarray(actual, np.float64))
         moved = moved[np.isfinite(moved)]
         if moved.size:
             noise[name] = float(moved.max())
