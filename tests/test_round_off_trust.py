@@ -99,12 +99,6 @@ def test_a_third_backward_call_that_hangs_leaves_the_first_calls_verdict():
     assert report.passed, report.frame[report.frame.status != "pass"].to_string()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design (auto mode): the torch reference decides alone when the forward's values equal its "
-    "values; a reference whose values are right but whose derivative is not (a .detach(), an .item()) "
-    "passes a backward with the same mistake, which autograd of the user's own forward (mode='full') fails",
-)
 def test_a_backward_sharing_the_mistake_of_a_value_equal_torch_reference_is_failed_by_default():
     def forward(x):
         return x - x.mean(axis=0), x.shape[0]

@@ -7,6 +7,7 @@ gradient when one can be had, and given a tolerance-free second opinion (the Tay
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -15,6 +16,7 @@ from checker.checks import check_gradient, shape_text
 from checker.compare import FLOAT64_EPS, compare_arrays, for_precision
 from checker.diagnose import GradientContext
 from checker.execution.record import Execution
+from checker.execution.user_code import UserError
 from checker.oracles import finite_diff
 from checker.presentation.words import gradient_name
 from checker.registry import OracleTolerances
@@ -24,11 +26,17 @@ __all__ = [
     "DIRECTIONS",
     "EXPLAIN_LIMIT",
     "FULL_LIMIT",
+    "PROBE_TOLERANCE",
     "SAMPLES",
+    "agrees_along_a_direction",
     "explained",
     "fd_row",
     "taylor_second_opinion",
 ]
+
+#: How far (relative to the sum of the terms' sizes) the probe of :func:`agrees_along_a_direction`
+#: lets the directional derivative stray before every oracle is asked: loose, since it only escalates.
+PROBE_TOLERANCE = 0.02
 
 #: ``auto`` uses element-wise finite differences up to this many elements, directions above it.
 FULL_LIMIT = 64
@@ -223,3 +231,41 @@ def explained(
     )
     message = detailed.message if detailed.diagnosis else row.message
     return replace(row, diagnosis=detailed.diagnosis, message=message, evidence=detailed.evidence)
+
+
+def agrees_along_a_direction(
+    run: Execution, gradients: Mapping[str, np.ndarray], seed: int, tolerance: float = PROBE_TOLERANCE
+) -> bool:
+    """Whether ``gradients`` are those of the user's own forward along one random direction of every
+    input at once: two forward calls, ``(L(x+d) - L(x-d)) / 2`` against ``sum <g, d>``.
+
+    A cheap probe for a gradient a torch reference passed: a reference whose values are right but whose
+    derivative is not (a ``.detach()``, an ``.item()``) passes a backward with the same mistake. It
+    never fails anything: a disagreement (a kink within the step, round-off, a forward that raises)
+    only asks every oracle to judge the case.
+    """
+    values = {k: np.asarray(v) for k, v in run.param_values.items()}
+    names = [
+        n for n, g in gradients.items()
+        if n in values and values[n].dtype.kind == "f" and np.shape(g) == values[n].shape and values[n].size
+    ]  # fmt: skip
+    if run.objective is None or not names:
+        return True
+    rng = np.random.default_rng(seed)
+    step = {
+        n: finite_diff.step_size(values[n], run.eps) * rng.standard_normal(values[n].shape) for n in names
+    }
+    try:
+        plus = float(run.objective(values | {n: values[n] + step[n] for n in names}))
+        minus = float(run.objective(values | {n: values[n] - step[n] for n in names}))
+    except UserError:
+        return False
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = [np.asarray(gradients[n], dtype=np.float64) * step[n] for n in names]
+        exact = float(sum(np.sum(t) for t in terms))
+        size = float(sum(np.sum(np.abs(t)) for t in terms))
+    estimate = (plus - minus) / 2
+    noise = finite_diff.roundoff(plus, minus, 1.0, run.eps)  # the estimate is (plus - minus) / (2 * 1)
+    return bool(
+        np.isfinite(estimate) and np.isfinite(exact) and abs(estimate - exact) <= tolerance * size + noise
+    )
