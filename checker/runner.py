@@ -188,10 +188,19 @@ def judge_case(
     repeatable = second_ran and not any(
         r.check == "determinism" and r.status != "pass" for rs in by_name.values() for r in rs
     )
-    if repeatable and calls is None:  # a precision only the trace found (float32 inside): after it
-        calls = exact_oracles.witness_calls(run)
-    round_off = exact_oracles.own_round_off(run, checked, calls) if repeatable and calls else {}
-    passed_by = exact_oracles.compare_exact(exact, checked, tol, by_name, run.eps, run.witnesses, round_off)
+
+    def round_off() -> dict[str, float]:
+        """The witness's widening. Its calls are made at most once: before the oracles when the precision
+        was known then, else after the trace that found it (a layer whose state the trace changed then
+        answers differently on the plain call, and gets no witness)."""
+        nonlocal calls
+        if not repeatable:
+            return {}
+        if calls is None:
+            calls = exact_oracles.witness_calls(run)
+        return exact_oracles.own_round_off(run, checked, calls) if calls else {}
+
+    passed_by = exact_oracles.compare_exact(exact, checked, tol, by_name, run.eps, run.witnesses, round_off())
     forward_ok = not any(r.check in _FORWARD_CHECKS and r.failed for r in rows)
 
     def trusted(name: str) -> bool:
@@ -212,11 +221,8 @@ def judge_case(
         exact, oracle_rows_again = exact_oracles.in_process_rows(target, case, run, wanted, tol)
         rows[at : at + len(oracle_rows)] = oracle_rows_again
         by_name = {name: list(own) for name, own in own_rows.items()}
-        if repeatable and calls is None:  # as above: a layer whose state the trace changed answers
-            calls = exact_oracles.witness_calls(run)  # differently on the plain call: no witness
-            round_off = exact_oracles.own_round_off(run, checked, calls) if calls else {}
         passed_by = exact_oracles.compare_exact(
-            exact, checked, tol, by_name, run.eps, run.witnesses, round_off
+            exact, checked, tol, by_name, run.eps, run.witnesses, round_off()
         )
         forward_ok = not any(r.check in _FORWARD_CHECKS and r.failed for r in rows)
     if "fd" in options.oracles and run.objective is not None:
