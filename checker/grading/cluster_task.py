@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from checker.grading.records import Call, Limits, SubmissionRun
+from checker.grading.records import Call, Limits, SubmissionRun, skipped_folder
 
 __all__ = [
     "GraderFailed",
@@ -116,7 +116,7 @@ def pack_submission(path: Path) -> PackedSubmission:
     files: list[tuple[str, bytes]] = []
     total = 0
     for folder, dirnames, filenames in os.walk(path, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not skipped_folder(d))
         for filename in sorted(filenames):
             file = Path(folder) / filename
             if file.is_symlink() or not file.is_file():

@@ -29,7 +29,7 @@ from checker.compare import for_precision, mismatch_mask
 from checker.execution.calls import normalize_gradients
 from checker.grading.executions import execution_of
 from checker.grading.plan import ExerciseCase
-from checker.grading.records import Call, CallResult, Limits, clean_text
+from checker.grading.records import Call, CallResult, Limits, clean_text, skipped_folder
 from checker.grading.scoring import ExerciseGrade, hint_for
 from checker.grading.trace_runs import Group, group_runs
 from checker.grading.traced_steps import sources_registered, steps_of
@@ -115,10 +115,6 @@ def trace_call(case: ExerciseCase) -> Call:
     return replace(case.call, id=f"{case.call.id}/trace", trace=True, repeat_backward=False)
 
 
-def _skipped(folder: str) -> bool:
-    return folder == "__pycache__" or folder.startswith(".")  # as the copy into the sandbox
-
-
 def _python_files(folder: Path) -> Iterator[tuple[Path, str]]:
     """The ``.py`` files under ``folder`` as the copy into the sandbox sees them (no hidden folders, no
     ``__pycache__``, no symbolic links), in sorted order; walked without recursion and at most
@@ -134,7 +130,7 @@ def _python_files(folder: Path) -> Iterator[tuple[Path, str]]:
                 continue
             if entry.is_file() and entry.name.endswith(".py"):
                 yield Path(entry.path), prefix + entry.name
-            elif entry.is_dir() and depth < _MAX_DEPTH and not _skipped(entry.name):
+            elif entry.is_dir() and depth < _MAX_DEPTH and not skipped_folder(entry.name):
                 folders.append((Path(entry.path), f"{prefix}{entry.name}/", depth + 1))
         pending += reversed(folders)
 

@@ -17,7 +17,17 @@ import numpy as np
 
 from checker.grading.imports import ForbiddenImport
 
-__all__ = ["Call", "CallError", "CallResult", "Limits", "Returned", "SubmissionRun", "Value", "clean_text"]
+__all__ = [
+    "Call",
+    "CallError",
+    "CallResult",
+    "Limits",
+    "Returned",
+    "SubmissionRun",
+    "Value",
+    "clean_text",
+    "skipped_folder",
+]
 
 
 # ------------------------------------------------------------------------------------ the request
@@ -280,6 +290,11 @@ class SubmissionRun:
 _UNSAFE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
 )
+
+
+def skipped_folder(name: str) -> bool:
+    """A folder of a submission that is never copied, shipped or read: ``__pycache__`` and hidden ones."""
+    return name == "__pycache__" or name.startswith(".")
 
 
 def clean_text(value: object, limit: int = 1000) -> str:

@@ -36,7 +36,15 @@ import numpy as np
 from checker.grading import frames
 from checker.grading import worker_values as protocol
 from checker.grading.imports import FORBIDDEN_MODULES, ForbiddenImport, forbidden_imports
-from checker.grading.records import Call, CallError, CallResult, Limits, SubmissionRun, clean_text
+from checker.grading.records import (
+    Call,
+    CallError,
+    CallResult,
+    Limits,
+    SubmissionRun,
+    clean_text,
+    skipped_folder,
+)
 from checker.grading.runtime import PACKAGES, WORKER_DIR, Runtime
 from checker.grading.sandbox import SUBMISSION_DIR, Outcome, prepare_runtime, run_isolated, run_unsandboxed
 
@@ -192,7 +200,7 @@ def _copy_submission(source: Path, target: Path) -> Path:
     elif source.is_dir():
         files = []
         for folder, dirnames, filenames in os.walk(source, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames if not skipped_folder(d))
             for name in sorted(filenames):
                 path = Path(folder) / name
                 if path.is_file() and not path.is_symlink():
